@@ -1,0 +1,50 @@
+package resolver
+
+import (
+	"maps"
+
+	grpcresolver "google.golang.org/grpc/resolver"
+)
+
+// NodeInfo is what a balancer may learn about the node behind a
+// [grpcresolver.Endpoint]: the registry's node id, the service version the
+// node runs, and the node's metadata (service metadata merged in, the node's
+// own keys winning). Treat it as read-only.
+type NodeInfo struct {
+	ID       string
+	Service  string
+	Version  string
+	Metadata map[string]string
+}
+
+// Equal lets grpc-go compare attributes; it reports whether o describes the
+// same node in the same state.
+func (n *NodeInfo) Equal(o any) bool {
+	m, ok := o.(*NodeInfo)
+	if !ok || n == nil || m == nil {
+		return ok && n == m
+	}
+	return n.ID == m.ID && n.Service == m.Service && n.Version == m.Version && maps.Equal(n.Metadata, m.Metadata)
+}
+
+type nodeInfoKey struct{}
+
+// SetNodeInfo returns a copy of ep carrying info.
+func SetNodeInfo(ep grpcresolver.Endpoint, info *NodeInfo) grpcresolver.Endpoint {
+	ep.Attributes = ep.Attributes.WithValue(nodeInfoKey{}, info)
+	return ep
+}
+
+// NodeFromEndpoint returns the node information attached to ep by this
+// package's resolver, or nil when ep did not come from it.
+func NodeFromEndpoint(ep grpcresolver.Endpoint) *NodeInfo {
+	n, _ := ep.Attributes.Value(nodeInfoKey{}).(*NodeInfo)
+	return n
+}
+
+// NodeFromAddress is [NodeFromEndpoint] for the legacy Address form, for
+// balancers built on balancer/base.
+func NodeFromAddress(a grpcresolver.Address) *NodeInfo {
+	n, _ := a.BalancerAttributes.Value(nodeInfoKey{}).(*NodeInfo)
+	return n
+}
