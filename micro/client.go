@@ -1,0 +1,112 @@
+package micro
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	grpcresolver "google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
+
+	"github.com/microgrpc/microgrpc/resolver"
+)
+
+type resolverBuilder = grpcresolver.Builder
+
+// Dial returns a connection to the named service, resolved through the
+// service's registry and balanced across its nodes:
+//
+//	greeter := pb.NewGreeterClient(svc.Dial("greeter"))
+//
+// Connections are cached per name and closed when the service stops (or
+// Close is called); callers must not close them. Dial never fails: when a
+// connection cannot be made (the name is invalid, the service is closed)
+// every call on the returned connection fails with a status saying why. Use
+// [Service.Conn] to get that error instead.
+func (s *Service) Dial(name string) *grpc.ClientConn {
+	cc, err := s.Conn(name)
+	if err == nil {
+		return cc
+	}
+	return s.failingConn(name, err)
+}
+
+// Conn is Dial with the error: it returns an error when name is not a valid
+// service name, the service is closed, or the dial options are invalid.
+func (s *Service) Conn(name string) (*grpc.ClientConn, error) {
+	if err := resolver.ValidateName(name); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "micro: dial: %v", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if cc, ok := s.conns[name]; ok {
+		return cc, nil
+	}
+	if s.builder == nil {
+		s.builder = resolver.NewBuilder(s.opts.registry,
+			resolver.WithGracePeriod(s.opts.resolverGracePeriod),
+			resolver.WithLogger(s.opts.logger))
+	}
+	cc, err := grpc.NewClient(s.builder.Scheme()+":///"+name, s.dialOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("micro: dial %q: %w", name, err)
+	}
+	s.conns[name] = cc
+	return cc, nil
+}
+
+// dialOptions are the options of every connection made by Conn. Insecure
+// credentials come first so that credentials in the user's dial options
+// replace them; the user's interceptors wrap the balancer's.
+func (s *Service) dialOptions() []grpc.DialOption {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithResolvers(s.builder),
+	}
+	opts = append(opts, balancerDialOptions()...)
+	opts = append(opts, s.opts.dialOpts...)
+	if len(s.opts.unaryClient) > 0 {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(s.opts.unaryClient...))
+	}
+	if len(s.opts.streamClient) > 0 {
+		opts = append(opts, grpc.WithChainStreamInterceptor(s.opts.streamClient...))
+	}
+	return opts
+}
+
+// failingConn returns a connection on which every call fails with err. It
+// is cached like real connections so that Close releases it.
+func (s *Service) failingConn(name string, err error) *grpc.ClientConn {
+	st, ok := status.FromError(err)
+	if !ok {
+		st = status.New(codes.Unavailable, err.Error())
+	}
+	fail := st.Err()
+	cc, nerr := grpc.NewClient("passthrough:///"+name,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(func(context.Context, string, any, any, *grpc.ClientConn, grpc.UnaryInvoker, ...grpc.CallOption) error {
+			return fail
+		}),
+		grpc.WithStreamInterceptor(func(context.Context, *grpc.StreamDesc, *grpc.ClientConn, string, grpc.Streamer, ...grpc.CallOption) (grpc.ClientStream, error) {
+			return nil, fail
+		}))
+	if nerr != nil {
+		// Cannot happen with these fixed options; keep the original error
+		// visible if it ever does.
+		s.opts.logger.Error("micro: cannot build failing connection", "error", nerr, "cause", err)
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil { // closed: nobody would close it later
+		go cc.Close()
+		return cc
+	}
+	s.conns["\x00failed:"+name+":"+randomSuffix()] = cc
+	return cc
+}

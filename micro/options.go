@@ -1,0 +1,241 @@
+package micro
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/microgrpc/microgrpc/resolver"
+)
+
+// Defaults of a [Service].
+const (
+	DefaultAddress          = ":0"
+	DefaultRegisterTTL      = 30 * time.Second
+	DefaultRegisterInterval = 10 * time.Second
+	DefaultGracePeriod      = 10 * time.Second
+	// DefaultDeregisterWait is the pause between deregistering and stopping
+	// the server, so that clients learn the node is gone before its
+	// connections close.
+	DefaultDeregisterWait = 200 * time.Millisecond
+)
+
+// Hook runs at a point of a service's life (see WithBeforeStart and friends).
+// An error from a before-start hook stops Run; errors from the other hooks
+// are logged.
+type Hook func(ctx context.Context) error
+
+// RegisterCheck reports whether the service may be registered now; while it
+// returns an error the node is kept out of (or taken out of) the registry.
+type RegisterCheck func(ctx context.Context) error
+
+type options struct {
+	name, version, id   string
+	idSuffix            string
+	address, advertise  string
+	listener            net.Listener
+	metadata            map[string]string
+	registry            resolver.Registry
+	registerTTL         time.Duration
+	registerInterval    time.Duration
+	registerCheck       RegisterCheck
+	deregisterWait      time.Duration
+	grace               time.Duration
+	serverOpts          []grpc.ServerOption
+	grpcServer          *grpc.Server
+	dialOpts            []grpc.DialOption
+	unaryServer         []grpc.UnaryServerInterceptor
+	streamServer        []grpc.StreamServerInterceptor
+	unaryClient         []grpc.UnaryClientInterceptor
+	streamClient        []grpc.StreamClientInterceptor
+	beforeStart         []Hook
+	afterStart          []Hook
+	beforeStop          []Hook
+	afterStop           []Hook
+	ctx                 context.Context
+	signal              bool
+	health, reflection  bool
+	strictCodec         bool
+	resolverGracePeriod time.Duration
+	logger              *slog.Logger
+}
+
+func defaultOptions() options {
+	return options{
+		idSuffix:            randomSuffix(),
+		address:             DefaultAddress,
+		registerTTL:         DefaultRegisterTTL,
+		registerInterval:    DefaultRegisterInterval,
+		deregisterWait:      DefaultDeregisterWait,
+		grace:               DefaultGracePeriod,
+		ctx:                 context.Background(),
+		signal:              true,
+		health:              true,
+		reflection:          true,
+		strictCodec:         true,
+		resolverGracePeriod: resolver.DefaultGracePeriod,
+		logger:              slog.Default(),
+	}
+}
+
+// Option configures a [Service].
+type Option func(*options)
+
+// WithName sets the name the service registers under and clients dial.
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithVersion sets the version announced with every node.
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
+
+// WithID sets the node id; the default is the name and a random suffix,
+// unique per process and start.
+func WithID(id string) Option { return func(o *options) { o.id = id } }
+
+// WithAddress sets the address to listen on (default ":0": every interface,
+// a free port).
+func WithAddress(addr string) Option { return func(o *options) { o.address = addr } }
+
+// WithListener makes the service serve on l instead of listening itself; the
+// service closes it when it stops.
+func WithListener(l net.Listener) Option { return func(o *options) { o.listener = l } }
+
+// WithAdvertise sets the address announced in the registry, for a service
+// behind NAT or in a container. By default the bound address is announced,
+// with an unspecified host replaced by one of the machine's addresses.
+func WithAdvertise(addr string) Option { return func(o *options) { o.advertise = addr } }
+
+// WithMetadata adds node metadata announced in the registry.
+func WithMetadata(md map[string]string) Option {
+	return func(o *options) {
+		if o.metadata == nil {
+			o.metadata = map[string]string{}
+		}
+		maps.Copy(o.metadata, md)
+	}
+}
+
+// WithRegistry sets the registry the service registers in and resolves
+// other services through.
+func WithRegistry(r resolver.Registry) Option { return func(o *options) { o.registry = r } }
+
+// WithRegisterTTL sets how long a registration lives without a heartbeat.
+func WithRegisterTTL(d time.Duration) Option { return func(o *options) { o.registerTTL = d } }
+
+// WithRegisterInterval sets how often the registration is refreshed; keep
+// it well below the TTL.
+func WithRegisterInterval(d time.Duration) Option {
+	return func(o *options) { o.registerInterval = d }
+}
+
+// WithRegisterCheck holds registration back while check fails, e.g. while a
+// database the service needs is unreachable. It runs before every
+// (re-)registration.
+func WithRegisterCheck(check RegisterCheck) Option {
+	return func(o *options) { o.registerCheck = check }
+}
+
+// WithDeregisterWait sets the pause between deregistration and the start of
+// the graceful stop.
+func WithDeregisterWait(d time.Duration) Option { return func(o *options) { o.deregisterWait = d } }
+
+// WithGracePeriod bounds how long a graceful stop waits for in-flight calls
+// before the server is stopped hard.
+func WithGracePeriod(d time.Duration) Option { return func(o *options) { o.grace = d } }
+
+// WithGRPCServerOptions adds options for the *grpc.Server the service
+// creates.
+func WithGRPCServerOptions(opts ...grpc.ServerOption) Option {
+	return func(o *options) { o.serverOpts = append(o.serverOpts, opts...) }
+}
+
+// WithGRPCServer makes the service run an existing server, with its services
+// and interceptors as they are: the service adds health, reflection (unless
+// already registered or turned off), registration, heartbeats and graceful
+// deregistration. Server options and server interceptors given to the
+// service are ignored then, since a *grpc.Server cannot take more.
+func WithGRPCServer(s *grpc.Server) Option { return func(o *options) { o.grpcServer = s } }
+
+// WithDialOptions adds options for every connection made by Dial.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
+}
+
+// WithUnaryServerInterceptors adds server wrappers; the first given is the
+// outermost (go-micro's WrapHandler order).
+func WithUnaryServerInterceptors(i ...grpc.UnaryServerInterceptor) Option {
+	return func(o *options) { o.unaryServer = append(o.unaryServer, i...) }
+}
+
+// WithStreamServerInterceptors adds stream server wrappers; the first given
+// is the outermost.
+func WithStreamServerInterceptors(i ...grpc.StreamServerInterceptor) Option {
+	return func(o *options) { o.streamServer = append(o.streamServer, i...) }
+}
+
+// WithUnaryClientInterceptors adds client wrappers to connections made by
+// Dial; the first given is the outermost (go-micro's WrapClient order).
+func WithUnaryClientInterceptors(i ...grpc.UnaryClientInterceptor) Option {
+	return func(o *options) { o.unaryClient = append(o.unaryClient, i...) }
+}
+
+// WithStreamClientInterceptors adds stream client wrappers; the first given
+// is the outermost.
+func WithStreamClientInterceptors(i ...grpc.StreamClientInterceptor) Option {
+	return func(o *options) { o.streamClient = append(o.streamClient, i...) }
+}
+
+// WithBeforeStart adds a hook run before the service listens.
+func WithBeforeStart(h Hook) Option {
+	return func(o *options) { o.beforeStart = append(o.beforeStart, h) }
+}
+
+// WithAfterStart adds a hook run once the service serves and is registered.
+func WithAfterStart(h Hook) Option {
+	return func(o *options) { o.afterStart = append(o.afterStart, h) }
+}
+
+// WithBeforeStop adds a hook run when shutdown begins, before deregistration.
+func WithBeforeStop(h Hook) Option {
+	return func(o *options) { o.beforeStop = append(o.beforeStop, h) }
+}
+
+// WithAfterStop adds a hook run after the server has stopped.
+func WithAfterStop(h Hook) Option { return func(o *options) { o.afterStop = append(o.afterStop, h) } }
+
+// WithContext sets the context whose cancellation shuts the service down.
+func WithContext(ctx context.Context) Option { return func(o *options) { o.ctx = ctx } }
+
+// WithSignal turns shutdown on SIGINT and SIGTERM on or off (default on).
+func WithSignal(on bool) Option { return func(o *options) { o.signal = on } }
+
+// WithHealth turns the standard grpc.health.v1 service on or off (default
+// on).
+func WithHealth(on bool) Option { return func(o *options) { o.health = on } }
+
+// WithReflection turns server reflection (v1 and v1alpha) on or off
+// (default on).
+func WithReflection(on bool) Option { return func(o *options) { o.reflection = on } }
+
+// WithStrictCodec turns strict content-subtype negotiation on or off
+// (default on): a call whose content-subtype has no registered codec is
+// answered with Unimplemented instead of being decoded as protobuf.
+func WithStrictCodec(on bool) Option { return func(o *options) { o.strictCodec = on } }
+
+// WithResolverGracePeriod sets how long Dial's resolver keeps the last good
+// node list when the registry fails or the list goes empty.
+func WithResolverGracePeriod(d time.Duration) Option {
+	return func(o *options) { o.resolverGracePeriod = d }
+}
+
+// WithLogger sets the service's logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}

@@ -1,0 +1,297 @@
+package micro
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/microgrpc/microgrpc/resolver"
+)
+
+// Run starts the service and blocks until it has shut down.
+//
+// It runs the before-start hooks, listens (so the announced address is
+// always one that is bound), serves, registers the node with the endpoints
+// of every service on the server, runs the after-start hooks, and refreshes
+// the registration every RegisterInterval. On SIGINT or SIGTERM (unless
+// WithSignal(false)) or when the context given with WithContext is done, it
+// shuts down in order: before-stop hooks, health NOT_SERVING, deregistration,
+// a short wait for the deregistration to reach clients, a graceful stop
+// bounded by the grace period (then a hard stop), closing the connections
+// made by Dial, and the after-stop hooks.
+//
+// Run returns nil after an orderly shutdown, and an error when the options
+// are invalid, a before-start hook fails, or listening or the first
+// registration fails. A service runs once.
+func (s *Service) Run() error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return ErrClosed
+	case s.running:
+		s.mu.Unlock()
+		return ErrAlreadyRunning
+	}
+	s.running = true
+	s.mu.Unlock()
+	defer s.Close()
+
+	ctx := s.opts.ctx
+	if s.opts.signal {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+	}
+	log := s.opts.logger.With("service", s.opts.name, "id", s.ID())
+
+	for _, h := range s.opts.beforeStart {
+		if err := h(ctx); err != nil {
+			return fmt.Errorf("micro: before-start hook: %w", err)
+		}
+	}
+	lis := s.opts.listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", s.opts.address); err != nil {
+			return fmt.Errorf("micro: listen on %q: %w", s.opts.address, err)
+		}
+	}
+	addr, err := advertiseAddress(s.opts.advertise, lis.Addr())
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	s.mu.Lock()
+	s.address = addr
+	s.mu.Unlock()
+
+	s.installStandardServices()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.server.Serve(lis) }()
+
+	reg := &registration{svc: s, addr: addr}
+	if err := reg.first(ctx); err != nil {
+		s.server.Stop()
+		<-serveErr
+		return err
+	}
+	log.Info("micro: service started", "address", addr, "registry", s.opts.registry.String())
+	for _, h := range s.opts.afterStart {
+		if err := h(ctx); err != nil {
+			log.Error("micro: after-start hook failed", "error", err)
+		}
+	}
+
+	hbCtx, hbCancel := context.WithCancel(context.Background())
+	var hbWG sync.WaitGroup
+	hbWG.Add(1)
+	go func() {
+		defer hbWG.Done()
+		reg.heartbeat(hbCtx)
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("micro: shutting down", "cause", context.Cause(ctx))
+	case err := <-serveErr:
+		// The server died under us; still deregister and clean up.
+		runErr = fmt.Errorf("micro: serve: %w", err)
+		serveErr <- nil
+	}
+
+	stopCtx := context.WithoutCancel(ctx)
+	for _, h := range s.opts.beforeStop {
+		if err := h(stopCtx); err != nil {
+			log.Error("micro: before-stop hook failed", "error", err)
+		}
+	}
+	if s.health != nil {
+		s.health.Shutdown()
+	}
+	hbCancel()
+	hbWG.Wait()
+	reg.deregister(stopCtx)
+	sleepCtx(stopCtx, s.opts.deregisterWait)
+	s.gracefulStop()
+	<-serveErr
+	s.Close()
+	for _, h := range s.opts.afterStop {
+		if err := h(stopCtx); err != nil {
+			log.Error("micro: after-stop hook failed", "error", err)
+		}
+	}
+	log.Info("micro: service stopped")
+	return runErr
+}
+
+// gracefulStop lets in-flight calls finish for up to the grace period, then
+// stops the server hard.
+func (s *Service) gracefulStop() {
+	done := make(chan struct{})
+	go func() {
+		s.server.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(s.opts.grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.opts.logger.Warn("micro: grace period over, stopping hard", "service", s.opts.name, "grace", s.opts.grace)
+		s.server.Stop()
+		<-done
+	}
+}
+
+// Close closes the connections made by Dial and, when the service made its
+// own registry, that registry. Run calls it on the way out; a service used
+// only as a client calls it when done. It is idempotent.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, cc := range conns {
+		errs = append(errs, cc.Close())
+	}
+	if c, ok := s.opts.registry.(io.Closer); ok && s.ownsRegistry {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// registration keeps the node registered while the service runs.
+type registration struct {
+	svc        *Service
+	addr       string
+	registered bool
+}
+
+func (r *registration) service() *resolver.Service {
+	s := r.svc
+	s.mu.Lock()
+	md := maps.Clone(s.opts.metadata)
+	if len(s.extraMD) > 0 {
+		if md == nil {
+			md = map[string]string{}
+		}
+		maps.Copy(md, s.extraMD)
+	}
+	s.mu.Unlock()
+	return &resolver.Service{
+		Name:      s.opts.name,
+		Version:   s.opts.version,
+		Endpoints: endpoints(s.server),
+		Nodes:     []resolver.Node{{ID: s.ID(), Address: r.addr, Metadata: md}},
+	}
+}
+
+// first performs the initial registration. A failing register check only
+// holds registration back; a failing registry is an error.
+func (r *registration) first(ctx context.Context) error {
+	if err := r.check(ctx); err != nil {
+		r.svc.opts.logger.Warn("micro: register check failed, not registering yet",
+			"service", r.svc.opts.name, "error", err)
+		return nil
+	}
+	if err := r.register(ctx); err != nil {
+		return fmt.Errorf("micro: register %q in %s: %w", r.svc.opts.name, r.svc.opts.registry, err)
+	}
+	return nil
+}
+
+func (r *registration) check(ctx context.Context) error {
+	if r.svc.opts.registerCheck == nil {
+		return nil
+	}
+	return r.svc.opts.registerCheck(ctx)
+}
+
+func (r *registration) register(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, registryCallTimeout)
+	defer cancel()
+	if err := r.svc.opts.registry.Register(ctx, r.service(), resolver.WithTTL(r.svc.opts.registerTTL)); err != nil {
+		return err
+	}
+	r.registered = true
+	return nil
+}
+
+const registryCallTimeout = 10 * time.Second
+
+// heartbeat re-registers every interval (and at once when metadata
+// changes), taking the node out while the register check fails.
+func (r *registration) heartbeat(ctx context.Context) {
+	log := r.svc.opts.logger.With("service", r.svc.opts.name, "id", r.svc.ID())
+	interval := r.svc.opts.registerInterval
+	if interval <= 0 {
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.svc.metaWake:
+		}
+		if err := r.check(ctx); err != nil {
+			log.Warn("micro: register check failed", "error", err, "registered", r.registered)
+			if r.registered {
+				r.deregister(ctx)
+			}
+			continue
+		}
+		if err := r.register(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("micro: re-register failed", "error", err)
+		}
+	}
+}
+
+func (r *registration) deregister(ctx context.Context) {
+	if !r.registered {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, registryCallTimeout)
+	defer cancel()
+	if err := r.svc.opts.registry.Deregister(ctx, r.service()); err != nil {
+		r.svc.opts.logger.Warn("micro: deregister failed", "service", r.svc.opts.name, "error", err)
+		return
+	}
+	r.registered = false
+}

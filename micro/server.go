@@ -1,0 +1,150 @@
+package micro
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	"google.golang.org/grpc"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/microgrpc/microgrpc/resolver"
+)
+
+// serverOptions are the options of the *grpc.Server a service creates:
+// strict codec negotiation, the user's options, then the interceptor chains.
+func (s *Service) serverOptions() []grpc.ServerOption {
+	var opts []grpc.ServerOption
+	if s.opts.strictCodec {
+		opts = append(opts, strictCodecOption())
+	}
+	opts = append(opts, s.opts.serverOpts...)
+	if len(s.opts.unaryServer) > 0 {
+		opts = append(opts, grpc.ChainUnaryInterceptor(s.opts.unaryServer...))
+	}
+	if len(s.opts.streamServer) > 0 {
+		opts = append(opts, grpc.ChainStreamInterceptor(s.opts.streamServer...))
+	}
+	return opts
+}
+
+const (
+	healthService        = "grpc.health.v1.Health"
+	reflectionV1         = "grpc.reflection.v1.ServerReflection"
+	reflectionV1Alpha    = "grpc.reflection.v1alpha.ServerReflection"
+	reflectionNamePrefix = "grpc.reflection."
+)
+
+// installStandardServices registers health and reflection unless turned
+// off or already there (an existing server may have its own).
+func (s *Service) installStandardServices() {
+	info := s.server.GetServiceInfo()
+	if s.health != nil {
+		if _, ok := info[healthService]; ok {
+			s.opts.logger.Info("micro: server already has a health service; keeping it", "service", s.opts.name)
+			s.health = nil
+		} else {
+			healthgrpc.RegisterHealthServer(s.server, s.health)
+		}
+	}
+	if s.opts.reflection {
+		_, v1 := info[reflectionV1]
+		_, v1a := info[reflectionV1Alpha]
+		if !v1 && !v1a {
+			reflection.Register(s.server)
+		}
+	}
+	if s.health != nil {
+		for name := range s.server.GetServiceInfo() {
+			if isInfraService(name) {
+				continue
+			}
+			s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+		}
+	}
+}
+
+func isInfraService(name string) bool {
+	return name == healthService || strings.HasPrefix(name, reflectionNamePrefix)
+}
+
+// endpoints lists the server's methods as registry endpoints, leaving out
+// health and reflection, which every service has.
+func endpoints(srv *grpc.Server) []resolver.Endpoint {
+	var eps []resolver.Endpoint
+	for name, info := range srv.GetServiceInfo() {
+		if isInfraService(name) {
+			continue
+		}
+		for _, m := range info.Methods {
+			eps = append(eps, resolver.Endpoint{
+				Name:            "/" + name + "/" + m.Name,
+				ClientStreaming: m.IsClientStream,
+				ServerStreaming: m.IsServerStream,
+			})
+		}
+	}
+	slices.SortFunc(eps, func(a, b resolver.Endpoint) int { return strings.Compare(a.Name, b.Name) })
+	return eps
+}
+
+// advertiseAddress is the address announced for a listener bound to bound:
+// the WithAdvertise value if set, else the bound address with an
+// unspecified host replaced by one of this machine's addresses.
+func advertiseAddress(advertise string, bound net.Addr) (string, error) {
+	if advertise != "" {
+		if _, _, err := net.SplitHostPort(advertise); err != nil {
+			return "", fmt.Errorf("micro: advertise address %q: %w", advertise, err)
+		}
+		return advertise, nil
+	}
+	host, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return "", fmt.Errorf("micro: bound address %q: %w", bound, err)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsUnspecified() {
+		return bound.String(), nil
+	}
+	return net.JoinHostPort(hostIP(), port), nil
+}
+
+// hostIP picks the address to announce for a wildcard listener: the first
+// private IPv4 address of an up interface, then any global unicast one, and
+// loopback when the machine has nothing else (e.g. inside a private network
+// namespace), as go-micro does.
+func hostIP() string {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return "127.0.0.1"
+	}
+	var global string
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || ipn.IP.To4() == nil {
+				continue
+			}
+			if ipn.IP.IsPrivate() {
+				return ipn.IP.String()
+			}
+			if global == "" && ipn.IP.IsGlobalUnicast() {
+				global = ipn.IP.String()
+			}
+		}
+	}
+	if global != "" {
+		return global
+	}
+	return "127.0.0.1"
+}

@@ -1,0 +1,131 @@
+package micro
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+
+	"github.com/microgrpc/microgrpc/resolver"
+)
+
+// ErrClosed is returned by Dial, Conn and Run once the service has stopped.
+var ErrClosed = errors.New("micro: service closed")
+
+// ErrAlreadyRunning is returned by a second concurrent call to Run.
+var ErrAlreadyRunning = errors.New("micro: service already running")
+
+// Service is a gRPC server that registers itself, and a client of the other
+// services in the same registry. Create it with [NewService], register
+// handlers on [Service.Server], call [Service.Run]; reach other services
+// with [Service.Dial].
+type Service struct {
+	opts   options
+	server *grpc.Server
+	health *health.Server
+	// ownsRegistry is true when the registry was made by the service (the
+	// default) and must be closed with it.
+	ownsRegistry bool
+
+	mu       sync.Mutex
+	running  bool
+	closed   bool
+	address  string // advertised address while running
+	conns    map[string]*grpc.ClientConn
+	builder  resolverBuilder
+	metaWake chan struct{}
+	extraMD  map[string]string
+}
+
+// NewService returns a service configured by opts. Nothing is started:
+// register handlers on Server(), then call Run. Invalid options are
+// reported by Run.
+func NewService(opts ...Option) *Service {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Service{opts: o, conns: map[string]*grpc.ClientConn{}, metaWake: make(chan struct{}, 1)}
+	if o.registry == nil {
+		s.opts.registry = defaultRegistry()
+		s.ownsRegistry = true
+	}
+	s.server = o.grpcServer
+	if s.server == nil {
+		s.server = grpc.NewServer(s.serverOptions()...)
+	}
+	if o.health {
+		s.health = health.NewServer()
+	}
+	return s
+}
+
+// Server returns the service's *grpc.Server, on which generated code
+// registers handlers: pb.RegisterGreeterServer(svc.Server(), h). Register
+// before Run.
+func (s *Service) Server() *grpc.Server { return s.server }
+
+// Health returns the service's standard health server, to report the
+// status of individual services; nil when health is turned off. The
+// service sets every registered service SERVING when it starts and
+// NOT_SERVING when shutdown begins.
+func (s *Service) Health() *health.Server { return s.health }
+
+// Name returns the service name.
+func (s *Service) Name() string { return s.opts.name }
+
+// Version returns the service version.
+func (s *Service) Version() string { return s.opts.version }
+
+// ID returns the node id: the one given with WithID, or the name and a
+// random suffix.
+func (s *Service) ID() string {
+	if s.opts.id != "" {
+		return s.opts.id
+	}
+	return s.opts.name + "-" + s.opts.idSuffix
+}
+
+// Address returns the advertised address while the service runs, and ""
+// before.
+func (s *Service) Address() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.address
+}
+
+// Registry returns the registry the service uses.
+func (s *Service) Registry() resolver.Registry { return s.opts.registry }
+
+// SetMetadata replaces the node metadata given with WithMetadata by md
+// merged over it, and announces the change at once when running.
+func (s *Service) SetMetadata(md map[string]string) {
+	s.mu.Lock()
+	s.extraMD = md
+	s.mu.Unlock()
+	select {
+	case s.metaWake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Service) validate() error {
+	if err := resolver.ValidateName(s.opts.name); err != nil {
+		return fmt.Errorf("micro: %w (set one with micro.WithName)", err)
+	}
+	if s.opts.registerTTL > 0 && s.opts.registerInterval >= s.opts.registerTTL {
+		return fmt.Errorf("micro: register interval %s must be shorter than the register TTL %s",
+			s.opts.registerInterval, s.opts.registerTTL)
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
