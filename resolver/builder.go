@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -117,16 +118,29 @@ func (r *registryResolver) run(ctx context.Context) {
 	st := &runState{nodes: map[string]nodeEntry{}}
 	defer st.stopDegradeTimer()
 	attempt := 0
+	healthy := func() {
+		if attempt > 0 {
+			r.opts.logger.Info("microgrpc resolver: registry recovered",
+				"service", r.service, "registry", r.reg.String(), "failed_attempts", attempt)
+		}
+		attempt = 0
+	}
 	for ctx.Err() == nil {
-		err := r.watchOnce(ctx, st, func() { attempt = 0 })
+		err := r.watchOnce(ctx, st, healthy)
 		if ctx.Err() != nil {
 			return
 		}
 		r.degrade(st, fmt.Errorf("registry %s failed while resolving service %q: %w", r.reg, r.service, err))
 		delay := r.backoff(attempt)
 		attempt++
-		r.opts.logger.Warn("microgrpc resolver: registry error, retrying",
-			"service", r.service, "registry", r.reg.String(), "error", err, "retry_in", delay)
+		// Log the first failure loudly and the retries quietly: an outage
+		// would otherwise flood the log.
+		level := slog.LevelDebug
+		if attempt == 1 {
+			level = slog.LevelWarn
+		}
+		r.opts.logger.Log(ctx, level, "microgrpc resolver: registry error, retrying",
+			"service", r.service, "registry", r.reg.String(), "error", err, "retry_in", delay, "attempt", attempt)
 		if !r.sleep(ctx, st, delay) {
 			return
 		}
