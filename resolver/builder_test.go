@@ -36,7 +36,7 @@ func newFakeCC() *fakeCC {
 }
 
 func (f *fakeCC) UpdateState(s grpcresolver.State) error { f.states <- s; return nil }
-func (f *fakeCC) ReportError(err error)                   { f.errs <- err }
+func (f *fakeCC) ReportError(err error)                  { f.errs <- err }
 func (f *fakeCC) ParseServiceConfig(string) *serviceconfig.ParseResult {
 	return &serviceconfig.ParseResult{}
 }

@@ -209,7 +209,7 @@ type watcher struct {
 	mu      sync.Mutex
 	queue   []*resolver.Event
 	stopCtx func() bool
-	wake  chan struct{}
+	wake    chan struct{}
 
 	once sync.Once
 	done chan struct{}
