@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/timeout"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -48,7 +49,11 @@ func (s *Service) Conn(name string) (*grpc.ClientConn, error) {
 		return cc, nil
 	}
 	if s.builder == nil {
-		s.builder = resolver.NewBuilder(s.opts.registry,
+		reg, err := s.registryLocked()
+		if err != nil {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
+		s.builder = resolver.NewBuilder(reg,
 			resolver.WithGracePeriod(s.opts.resolverGracePeriod),
 			resolver.WithLogger(s.opts.logger))
 	}
@@ -70,8 +75,14 @@ func (s *Service) dialOptions() []grpc.DialOption {
 	}
 	opts = append(opts, balancerDialOptions()...)
 	opts = append(opts, s.opts.dialOpts...)
-	if len(s.opts.unaryClient) > 0 {
-		opts = append(opts, grpc.WithChainUnaryInterceptor(s.opts.unaryClient...))
+	unary := s.opts.unaryClient
+	if s.opts.requestTimeout > 0 {
+		// Outermost: the timeout bounds the whole call, retries included,
+		// and the user's wrappers see the deadline.
+		unary = append([]grpc.UnaryClientInterceptor{timeout.UnaryClientInterceptor(s.opts.requestTimeout)}, unary...)
+	}
+	if len(unary) > 0 {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(unary...))
 	}
 	if len(s.opts.streamClient) > 0 {
 		opts = append(opts, grpc.WithChainStreamInterceptor(s.opts.streamClient...))

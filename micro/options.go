@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/microgrpc/microgrpc/plugins/builtin"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -40,6 +41,8 @@ type options struct {
 	listener            net.Listener
 	metadata            map[string]string
 	registry            resolver.Registry
+	registryName        string
+	registryAddrs       []string
 	registerTTL         time.Duration
 	registerInterval    time.Duration
 	registerCheck       RegisterCheck
@@ -61,6 +64,8 @@ type options struct {
 	health, reflection  bool
 	strictCodec         bool
 	resolverGracePeriod time.Duration
+	requestTimeout      time.Duration
+	retries             *int // nil: the balancer's default
 	logger              *slog.Logger
 }
 
@@ -68,6 +73,7 @@ func defaultOptions() options {
 	return options{
 		idSuffix:            randomSuffix(),
 		address:             DefaultAddress,
+		registryName:        builtin.DefaultRegistry,
 		registerTTL:         DefaultRegisterTTL,
 		registerInterval:    DefaultRegisterInterval,
 		deregisterWait:      DefaultDeregisterWait,
@@ -119,8 +125,20 @@ func WithMetadata(md map[string]string) Option {
 }
 
 // WithRegistry sets the registry the service registers in and resolves
-// other services through.
+// other services through. The caller keeps ownership: the service does not
+// close it.
 func WithRegistry(r resolver.Registry) Option { return func(o *options) { o.registry = r } }
+
+// WithRegistryPlugin makes the service use the registry plugin called name
+// (see package plugins), with the given addresses; the service makes the
+// registry on first use and closes it when it stops.
+func WithRegistryPlugin(name string, addrs ...string) Option {
+	return func(o *options) {
+		o.registry = nil
+		o.registryName = name
+		o.registryAddrs = addrs
+	}
+}
 
 // WithRegisterTTL sets how long a registration lives without a heartbeat.
 func WithRegisterTTL(d time.Duration) Option { return func(o *options) { o.registerTTL = d } }
@@ -229,6 +247,19 @@ func WithStrictCodec(on bool) Option { return func(o *options) { o.strictCodec =
 // node list when the registry fails or the list goes empty.
 func WithResolverGracePeriod(d time.Duration) Option {
 	return func(o *options) { o.resolverGracePeriod = d }
+}
+
+// WithRequestTimeout sets the default timeout of calls made through Dial
+// that have no earlier deadline (zero: none, the default).
+func WithRequestTimeout(d time.Duration) Option { return func(o *options) { o.requestTimeout = d } }
+
+// WithRetries sets how many times a call failing with UNAVAILABLE is retried
+// on another node (0 turns retries off).
+func WithRetries(n int) Option {
+	return func(o *options) {
+		n = max(n, 0)
+		o.retries = &n
+	}
 }
 
 // WithLogger sets the service's logger (default slog.Default()).

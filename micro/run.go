@@ -34,6 +34,10 @@ func (s *Service) Run() error {
 	if err := s.validate(); err != nil {
 		return err
 	}
+	reg, err := s.registry()
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	switch {
 	case s.closed:
@@ -62,7 +66,6 @@ func (s *Service) Run() error {
 	}
 	lis := s.opts.listener
 	if lis == nil {
-		var err error
 		if lis, err = net.Listen("tcp", s.opts.address); err != nil {
 			return fmt.Errorf("micro: listen on %q: %w", s.opts.address, err)
 		}
@@ -80,13 +83,13 @@ func (s *Service) Run() error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.server.Serve(lis) }()
 
-	reg := &registration{svc: s, addr: addr}
-	if err := reg.first(ctx); err != nil {
+	rg := &registration{svc: s, reg: reg, addr: addr}
+	if err := rg.first(ctx); err != nil {
 		s.server.Stop()
 		<-serveErr
 		return err
 	}
-	log.Info("micro: service started", "address", addr, "registry", s.opts.registry.String())
+	log.Info("micro: service started", "address", addr, "registry", reg.String())
 	for _, h := range s.opts.afterStart {
 		if err := h(ctx); err != nil {
 			log.Error("micro: after-start hook failed", "error", err)
@@ -98,7 +101,7 @@ func (s *Service) Run() error {
 	hbWG.Add(1)
 	go func() {
 		defer hbWG.Done()
-		reg.heartbeat(hbCtx)
+		rg.heartbeat(hbCtx)
 	}()
 
 	var runErr error
@@ -122,7 +125,7 @@ func (s *Service) Run() error {
 	}
 	hbCancel()
 	hbWG.Wait()
-	reg.deregister(stopCtx)
+	rg.deregister(stopCtx)
 	sleepCtx(stopCtx, s.opts.deregisterWait)
 	s.gracefulStop()
 	<-serveErr
@@ -172,7 +175,7 @@ func (s *Service) Close() error {
 	for _, cc := range conns {
 		errs = append(errs, cc.Close())
 	}
-	if c, ok := s.opts.registry.(io.Closer); ok && s.ownsRegistry {
+	if c, ok := s.reg.(io.Closer); ok && s.ownsRegistry {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
@@ -193,6 +196,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // registration keeps the node registered while the service runs.
 type registration struct {
 	svc        *Service
+	reg        resolver.Registry
 	addr       string
 	registered bool
 }
@@ -225,7 +229,7 @@ func (r *registration) first(ctx context.Context) error {
 		return nil
 	}
 	if err := r.register(ctx); err != nil {
-		return fmt.Errorf("micro: register %q in %s: %w", r.svc.opts.name, r.svc.opts.registry, err)
+		return fmt.Errorf("micro: register %q in %s: %w", r.svc.opts.name, r.reg, err)
 	}
 	return nil
 }
@@ -240,7 +244,7 @@ func (r *registration) check(ctx context.Context) error {
 func (r *registration) register(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, registryCallTimeout)
 	defer cancel()
-	if err := r.svc.opts.registry.Register(ctx, r.service(), resolver.WithTTL(r.svc.opts.registerTTL)); err != nil {
+	if err := r.reg.Register(ctx, r.service(), resolver.WithTTL(r.svc.opts.registerTTL)); err != nil {
 		return err
 	}
 	r.registered = true
@@ -289,7 +293,7 @@ func (r *registration) deregister(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, registryCallTimeout)
 	defer cancel()
-	if err := r.svc.opts.registry.Deregister(ctx, r.service()); err != nil {
+	if err := r.reg.Deregister(ctx, r.service()); err != nil {
 		r.svc.opts.logger.Warn("micro: deregister failed", "service", r.svc.opts.name, "error", err)
 		return
 	}

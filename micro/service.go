@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 
+	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -27,11 +28,14 @@ type Service struct {
 	opts   options
 	server *grpc.Server
 	health *health.Server
-	// ownsRegistry is true when the registry was made by the service (the
-	// default) and must be closed with it.
+	mu     sync.Mutex
+	// reg is the registry in use: the one given with WithRegistry, or one
+	// made from a plugin on first use (ownsRegistry is then true, and the
+	// service closes it when it stops).
+	reg          resolver.Registry
+	regErr       error
 	ownsRegistry bool
 
-	mu       sync.Mutex
 	running  bool
 	closed   bool
 	address  string // advertised address while running
@@ -50,10 +54,7 @@ func NewService(opts ...Option) *Service {
 		opt(&o)
 	}
 	s := &Service{opts: o, conns: map[string]*grpc.ClientConn{}, metaWake: make(chan struct{}, 1)}
-	if o.registry == nil {
-		s.opts.registry = defaultRegistry()
-		s.ownsRegistry = true
-	}
+	s.reg = o.registry
 	s.server = o.grpcServer
 	if s.server == nil {
 		s.server = grpc.NewServer(s.serverOptions()...)
@@ -98,8 +99,33 @@ func (s *Service) Address() string {
 	return s.address
 }
 
-// Registry returns the registry the service uses.
-func (s *Service) Registry() resolver.Registry { return s.opts.registry }
+// Registry returns the registry the service uses, making it from the
+// registry plugin on first use when none was given. It returns nil when the
+// plugin failed; Run and Conn report that error.
+func (s *Service) Registry() resolver.Registry {
+	r, _ := s.registry()
+	return r
+}
+
+func (s *Service) registry() (resolver.Registry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.registryLocked()
+}
+
+// registryLocked returns the registry, making it on first use. Caller must
+// hold s.mu.
+func (s *Service) registryLocked() (resolver.Registry, error) {
+	if s.reg != nil || s.regErr != nil {
+		return s.reg, s.regErr
+	}
+	s.reg, s.regErr = plugins.NewRegistry(s.opts.registryName, s.opts.registryAddrs)
+	if s.regErr != nil {
+		s.regErr = fmt.Errorf("micro: %w", s.regErr)
+	}
+	s.ownsRegistry = s.regErr == nil
+	return s.reg, s.regErr
+}
 
 // SetMetadata replaces the node metadata given with WithMetadata by md
 // merged over it, and announces the change at once when running.

@@ -2,14 +2,7 @@ package micro
 
 import (
 	"google.golang.org/grpc"
-
-	"github.com/microgrpc/microgrpc/resolver"
-	"github.com/microgrpc/microgrpc/resolver/memory"
 )
-
-// defaultRegistry is the registry of a service that was given none.
-// TODO(mdns): switch to resolver/mdns once it lands.
-func defaultRegistry() resolver.Registry { return memory.NewRegistry() }
 
 // balancerDialOptions select the load-balancing policy and retry policy.
 // TODO(balancer): switch to balancer/randomhash once it lands.

@@ -1,0 +1,153 @@
+// Package envconfig is the one place where microgrpc's command-line flags
+// and MICRO_* environment variables are named, documented and read.
+//
+// Every setting has a flag (go-micro's name) and an environment variable.
+// Precedence, lowest first: built-in defaults < options given in code <
+// environment < command-line flags, so an operator can always override
+// what the program was built with.
+package envconfig
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Setting is one knob that an operator can set by flag or environment.
+type Setting struct {
+	// Flag is the command-line flag name, without dashes.
+	Flag string
+	// Env is the environment variable name.
+	Env string
+	// Usage says what it does (shown by -h, followed by the env name).
+	Usage string
+}
+
+// The settings, in the order -h lists them.
+var (
+	Registry             = Setting{"registry", "MICRO_REGISTRY", "registry plugin: mdns (default), etcd, memory, or a registered third-party name"}
+	RegistryAddress      = Setting{"registry_address", "MICRO_REGISTRY_ADDRESS", "comma-separated registry addresses, e.g. 127.0.0.1:2379"}
+	Broker               = Setting{"broker", "MICRO_BROKER", "broker plugin: http (default), nats, memory"}
+	BrokerAddress        = Setting{"broker_address", "MICRO_BROKER_ADDRESS", "comma-separated broker addresses, e.g. nats://127.0.0.1:4222"}
+	ServerName           = Setting{"server_name", "MICRO_SERVER_NAME", "name the service registers under"}
+	ServerVersion        = Setting{"server_version", "MICRO_SERVER_VERSION", "version announced with the node"}
+	ServerID             = Setting{"server_id", "MICRO_SERVER_ID", "node id (default: name and a random suffix)"}
+	ServerAddress        = Setting{"server_address", "MICRO_SERVER_ADDRESS", "address to listen on, e.g. :8080"}
+	ServerAdvertise      = Setting{"server_advertise", "MICRO_SERVER_ADVERTISE", "address announced in the registry"}
+	ServerMetadata       = Setting{"server_metadata", "MICRO_SERVER_METADATA", "node metadata as k=v pairs, comma-separated"}
+	RegisterTTL          = Setting{"register_ttl", "MICRO_REGISTER_TTL", "registration TTL (duration, or whole seconds)"}
+	RegisterInterval     = Setting{"register_interval", "MICRO_REGISTER_INTERVAL", "re-registration interval (duration, or whole seconds)"}
+	ClientRequestTimeout = Setting{"client_request_timeout", "MICRO_CLIENT_REQUEST_TIMEOUT", "default timeout of client calls (duration, or whole seconds)"}
+	ClientRetries        = Setting{"client_retries", "MICRO_CLIENT_RETRIES", "retries of a failed call on another node (0 turns retries off)"}
+)
+
+// All is every setting.
+var All = []Setting{
+	Registry, RegistryAddress, Broker, BrokerAddress,
+	ServerName, ServerVersion, ServerID, ServerAddress, ServerAdvertise, ServerMetadata,
+	RegisterTTL, RegisterInterval, ClientRequestTimeout, ClientRetries,
+}
+
+// Values are the settings an operator gave, by setting; absent ones are
+// missing from the map.
+type Values map[Setting]string
+
+// LookupFunc reads an environment variable (os.LookupEnv).
+type LookupFunc func(string) (string, bool)
+
+// Define adds a string flag for every setting to fs, unless fs already has
+// a flag of that name (a program may define its own first). It returns the
+// flag values to pass to Read after fs is parsed.
+func Define(fs *flag.FlagSet) map[Setting]*string {
+	vals := map[Setting]*string{}
+	for _, s := range All {
+		if fs.Lookup(s.Flag) != nil {
+			continue
+		}
+		vals[s] = fs.String(s.Flag, "", fmt.Sprintf("%s (env %s)", s.Usage, s.Env))
+	}
+	return vals
+}
+
+// Read returns what the environment and the flags set: the environment
+// first, then every flag that was given on the command line (fs.Visit),
+// which wins.
+func Read(fs *flag.FlagSet, flags map[Setting]*string, lookup LookupFunc) Values {
+	v := Values{}
+	for _, s := range All {
+		if e, ok := lookup(s.Env); ok && e != "" {
+			v[s] = e
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		for s, p := range flags {
+			if s.Flag == f.Name {
+				v[s] = *p
+			}
+		}
+	})
+	return v
+}
+
+// ErrInvalid wraps every malformed value.
+var ErrInvalid = errors.New("envconfig: invalid value")
+
+// Duration parses a duration setting: a Go duration ("30s") or whole
+// seconds ("30"), as go-micro accepted.
+func (v Values) Duration(s Setting) (time.Duration, bool, error) {
+	raw, ok := v[s]
+	if !ok {
+		return 0, false, nil
+	}
+	if n, err := strconv.Atoi(raw); err == nil {
+		if n < 0 {
+			return 0, true, fmt.Errorf("%w: %s/-%s %q: negative", ErrInvalid, s.Env, s.Flag, raw)
+		}
+		return time.Duration(n) * time.Second, true, nil
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < 0 {
+		return 0, true, fmt.Errorf("%w: %s/-%s %q: want a duration like 30s or whole seconds", ErrInvalid, s.Env, s.Flag, raw)
+	}
+	return d, true, nil
+}
+
+// Int parses a non-negative integer setting.
+func (v Values) Int(s Setting) (int, bool, error) {
+	raw, ok := v[s]
+	if !ok {
+		return 0, false, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 0 {
+		return 0, true, fmt.Errorf("%w: %s/-%s %q: want a non-negative integer", ErrInvalid, s.Env, s.Flag, raw)
+	}
+	return n, true, nil
+}
+
+// List splits a comma-separated setting, dropping empty items.
+func (v Values) List(s Setting) []string {
+	var out []string
+	for _, p := range strings.Split(v[s], ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Map parses "k=v,k2=v2".
+func (v Values) Map(s Setting) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range v.List(s) {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("%w: %s/-%s item %q: want key=value", ErrInvalid, s.Env, s.Flag, kv)
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(val)
+	}
+	return out, nil
+}

@@ -1,0 +1,147 @@
+package micro
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"time"
+
+	"github.com/microgrpc/microgrpc/internal/envconfig"
+)
+
+type initOptions struct {
+	fs     *flag.FlagSet
+	args   []string
+	lookup envconfig.LookupFunc
+}
+
+// InitOption configures [Service.Init].
+type InitOption func(*initOptions)
+
+// WithFlagSet makes Init define and parse its flags on fs instead of
+// flag.CommandLine.
+func WithFlagSet(fs *flag.FlagSet) InitOption { return func(o *initOptions) { o.fs = fs } }
+
+// WithArgs makes Init parse args instead of os.Args[1:].
+func WithArgs(args []string) InitOption { return func(o *initOptions) { o.args = args } }
+
+// WithEnv makes Init read the environment through lookup instead of
+// os.LookupEnv.
+func WithEnv(lookup func(string) (string, bool)) InitOption {
+	return func(o *initOptions) { o.lookup = lookup }
+}
+
+// Init applies the operator's settings, go-micro style: the MICRO_*
+// environment variables, then the command-line flags (--registry,
+// --registry_address, --broker, --broker_address, --server_name,
+// --server_version, --server_id, --server_address, --server_advertise,
+// --server_metadata, --register_ttl, --register_interval,
+// --client_request_timeout, --client_retries). Precedence, lowest first:
+// built-in defaults < options given in code < environment < flags.
+//
+// Init defines its flags on flag.CommandLine (or the WithFlagSet set),
+// next to the program's own, and parses it unless it was parsed already;
+// -h lists every flag with its environment name. Call it once, after
+// NewService and before Run or Dial. An unknown plugin name or a malformed
+// value is an error that says which setting and what is valid.
+func (s *Service) Init(opts ...InitOption) error {
+	o := initOptions{fs: flag.CommandLine, lookup: os.LookupEnv}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.args == nil && o.fs == flag.CommandLine {
+		o.args = os.Args[1:]
+	}
+	flags := envconfig.Define(o.fs)
+	if !o.fs.Parsed() {
+		if err := o.fs.Parse(o.args); err != nil {
+			return fmt.Errorf("micro: init: %w", err)
+		}
+	}
+	return s.apply(envconfig.Read(o.fs, flags, o.lookup))
+}
+
+// apply sets the options that v holds.
+func (s *Service) apply(v envconfig.Values) error {
+	o := &s.opts
+	strs := []struct {
+		set envconfig.Setting
+		dst *string
+	}{
+		{envconfig.ServerName, &o.name},
+		{envconfig.ServerVersion, &o.version},
+		{envconfig.ServerID, &o.id},
+		{envconfig.ServerAddress, &o.address},
+		{envconfig.ServerAdvertise, &o.advertise},
+	}
+	for _, st := range strs {
+		if val, ok := v[st.set]; ok {
+			*st.dst = val
+		}
+	}
+	if _, ok := v[envconfig.ServerMetadata]; ok {
+		md, err := v.Map(envconfig.ServerMetadata)
+		if err != nil {
+			return fmt.Errorf("micro: init: %w", err)
+		}
+		if o.metadata == nil {
+			o.metadata = map[string]string{}
+		}
+		maps.Copy(o.metadata, md)
+	}
+	durs := []struct {
+		set envconfig.Setting
+		dst *time.Duration
+	}{
+		{envconfig.RegisterTTL, &o.registerTTL},
+		{envconfig.RegisterInterval, &o.registerInterval},
+		{envconfig.ClientRequestTimeout, &o.requestTimeout},
+	}
+	for _, d := range durs {
+		val, ok, err := v.Duration(d.set)
+		if err != nil {
+			return fmt.Errorf("micro: init: %w", err)
+		}
+		if ok {
+			*d.dst = val
+		}
+	}
+	if n, ok, err := v.Int(envconfig.ClientRetries); err != nil {
+		return fmt.Errorf("micro: init: %w", err)
+	} else if ok {
+		o.retries = &n
+	}
+	return s.applyPlugins(v)
+}
+
+// applyPlugins switches registry (and broker) when the operator named one
+// or gave addresses. Addresses alone reconfigure the plugin already chosen.
+func (s *Service) applyPlugins(v envconfig.Values) error {
+	name, named := v[envconfig.Registry]
+	_, addressed := v[envconfig.RegistryAddress]
+	if !named && !addressed {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !named {
+		name = s.opts.registryName
+		if s.reg != nil {
+			name = s.reg.String()
+		}
+	}
+	if s.reg != nil && s.ownsRegistry {
+		if c, ok := s.reg.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	s.opts.registry = nil
+	s.opts.registryName = name
+	s.opts.registryAddrs = v.List(envconfig.RegistryAddress)
+	s.reg, s.regErr, s.ownsRegistry = nil, nil, false
+	// Make it now so that a wrong name fails here, at Init.
+	_, err := s.registryLocked()
+	return err
+}

@@ -1,0 +1,34 @@
+// Package builtin registers microgrpc's own implementations with package
+// plugins: registries mdns, etcd and memory; brokers http, nats and memory.
+// Package micro imports it, so `--registry=etcd` works out of the box, as
+// go-micro promised; programs that do not use micro import only what they
+// need.
+package builtin
+
+import (
+	"github.com/microgrpc/microgrpc/plugins"
+	"github.com/microgrpc/microgrpc/resolver"
+	"github.com/microgrpc/microgrpc/resolver/memory"
+)
+
+// The names of the built-in plugins.
+const (
+	RegistryMemory = "memory"
+	RegistryMDNS   = "mdns"
+	RegistryEtcd   = "etcd"
+	BrokerHTTP     = "http"
+	BrokerNATS     = "nats"
+	BrokerMemory   = "memory"
+
+	// DefaultRegistry is used when nothing chooses one.
+	DefaultRegistry = RegistryMemory
+	// DefaultBroker is used when nothing chooses one.
+	DefaultBroker = BrokerHTTP
+)
+
+func init() {
+	// A memory registry lives in one process: addresses make no sense for it.
+	plugins.RegisterRegistry(RegistryMemory, func([]string) (resolver.Registry, error) {
+		return memory.NewRegistry(), nil
+	})
+}

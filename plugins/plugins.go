@@ -1,0 +1,99 @@
+// Package plugins is the catalogue of named factories microgrpc picks
+// implementations from at run time, go-micro style: `--registry=etcd`,
+// `MICRO_BROKER=nats`.
+//
+// Each kind has its own table. Built-in implementations are added by
+// package plugins/builtin, which micro imports; a third-party plugin adds
+// itself from an init function, so using it is one blank import away:
+//
+//	import _ "example.com/consul" // calls plugins.RegisterRegistry("consul", ...)
+//
+// and then `--registry=consul`. Register* must only be called during
+// initialization (from init functions), and panics on a duplicate name: two
+// plugins claiming one name is a programming error.
+package plugins
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/microgrpc/microgrpc/resolver"
+)
+
+// ErrUnknownPlugin is wrapped by the error for a name nothing registered;
+// the error lists the names that are known.
+var ErrUnknownPlugin = errors.New("plugins: unknown plugin")
+
+// RegistryFactory makes a registry. addrs are the addresses given with
+// --registry_address / MICRO_REGISTRY_ADDRESS (empty for the plugin's own
+// default or environment).
+type RegistryFactory func(addrs []string) (resolver.Registry, error)
+
+type table[F any] struct {
+	kind string
+	mu   sync.RWMutex
+	m    map[string]F
+}
+
+func (t *table[F]) register(name string, f F) {
+	if name == "" || strings.ContainsAny(name, " ,=") {
+		panic(fmt.Sprintf("plugins: invalid %s plugin name %q", t.kind, name))
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, dup := t.m[name]; dup {
+		panic(fmt.Sprintf("plugins: %s plugin %q registered twice", t.kind, name))
+	}
+	t.m[name] = f
+}
+
+func (t *table[F]) get(name string) (F, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	f, ok := t.m[name]
+	if !ok {
+		var zero F
+		return zero, fmt.Errorf("%w: no %s plugin named %q (known: %s)", ErrUnknownPlugin, t.kind, name, strings.Join(t.namesLocked(), ", "))
+	}
+	return f, nil
+}
+
+func (t *table[F]) names() []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.namesLocked()
+}
+
+// namesLocked lists the registered names. Caller must hold t.mu.
+func (t *table[F]) namesLocked() []string { return slices.Sorted(maps.Keys(t.m)) }
+
+var (
+	registries = &table[RegistryFactory]{kind: "registry", m: map[string]RegistryFactory{}}
+)
+
+// RegisterRegistry adds a registry plugin under name.
+//
+// NOTE: this must only be called during initialization time (i.e. in an
+// init() function), and panics when name is taken.
+func RegisterRegistry(name string, f RegistryFactory) { registries.register(name, f) }
+
+// NewRegistry makes a registry with the plugin called name. An unknown name
+// gives an error wrapping ErrUnknownPlugin that lists the known names.
+func NewRegistry(name string, addrs []string) (resolver.Registry, error) {
+	f, err := registries.get(name)
+	if err != nil {
+		return nil, err
+	}
+	r, err := f(addrs)
+	if err != nil {
+		return nil, fmt.Errorf("plugins: registry %q: %w", name, err)
+	}
+	return r, nil
+}
+
+// Registries lists the registry plugin names.
+func Registries() []string { return registries.names() }
