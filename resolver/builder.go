@@ -107,10 +107,12 @@ type runState struct {
 	nodes map[string]nodeEntry
 	// pushed is true while the channel holds a non-empty node list from us.
 	pushed bool
-	// degraded is when the registry started failing or the list went
-	// empty while we held a good list; zero when neither.
+	// degradeTimer runs while the registry fails or the list is empty;
+	// when it fires, degradeWhy is reported.
 	degradeTimer *time.Timer
 	degradeWhy   error
+	// reported is true once an error has been reported to the channel.
+	reported bool
 }
 
 func (r *registryResolver) run(ctx context.Context) {
@@ -304,12 +306,22 @@ func (r *registryResolver) publish(st *runState) {
 // is no good list to keep or no grace period.
 func (r *registryResolver) degrade(st *runState, why error) {
 	st.degradeWhy = why
-	if !st.pushed || r.opts.grace <= 0 {
+	wait := r.opts.grace
+	if !st.pushed {
+		// Nothing to keep. Before the first report, wait a little anyway:
+		// discovery (mdns above all) may need a moment to find the first
+		// nodes, and calls block rather than fail until we report.
+		wait = 0
+		if !st.reported {
+			wait = r.opts.initial
+		}
+	}
+	if wait <= 0 {
 		r.giveUp(st)
 		return
 	}
 	if st.degradeTimer == nil {
-		st.degradeTimer = time.NewTimer(r.opts.grace)
+		st.degradeTimer = time.NewTimer(wait)
 	}
 }
 
@@ -333,6 +345,7 @@ func (r *registryResolver) giveUp(st *runState) {
 	if st.pushed {
 		why = fmt.Errorf("%w (still using the %d nodes known before)", why, len(st.nodes))
 	}
+	st.reported = true
 	r.cc.ReportError(why)
 }
 

@@ -13,6 +13,9 @@ const (
 	// DefaultCoalesceWindow is how long the resolver waits after a change
 	// for more changes before it pushes one state for all of them.
 	DefaultCoalesceWindow = 20 * time.Millisecond
+	// DefaultInitialWait is how long a new resolver waits for the first
+	// nodes before it reports that there are none.
+	DefaultInitialWait = time.Second
 	// DefaultMaxBackoff caps the delay between retries after a registry
 	// error.
 	DefaultMaxBackoff = 30 * time.Second
@@ -21,6 +24,7 @@ const (
 type builderOptions struct {
 	scheme     string
 	grace      time.Duration
+	initial    time.Duration
 	coalesce   time.Duration
 	minBackoff time.Duration
 	maxBackoff time.Duration
@@ -31,6 +35,7 @@ func defaultBuilderOptions(reg Registry) builderOptions {
 	return builderOptions{
 		scheme:     reg.String(),
 		grace:      DefaultGracePeriod,
+		initial:    DefaultInitialWait,
 		coalesce:   DefaultCoalesceWindow,
 		minBackoff: 100 * time.Millisecond,
 		maxBackoff: DefaultMaxBackoff,
@@ -52,6 +57,13 @@ func WithScheme(scheme string) BuilderOption {
 // reports an error. Zero reports at once.
 func WithGracePeriod(d time.Duration) BuilderOption {
 	return func(o *builderOptions) { o.grace = max(d, 0) }
+}
+
+// WithInitialWait sets how long a new resolver waits for the service's
+// first nodes before it reports that there are none; calls made meanwhile
+// wait rather than fail. Zero reports at once.
+func WithInitialWait(d time.Duration) BuilderOption {
+	return func(o *builderOptions) { o.initial = max(d, 0) }
 }
 
 // WithCoalesceWindow sets how long the resolver gathers further registry
