@@ -42,8 +42,9 @@ func WithEnv(lookup func(string) (string, bool)) InitOption {
 // built-in defaults < options given in code < environment < flags.
 //
 // Init defines its flags on flag.CommandLine (or the WithFlagSet set),
-// next to the program's own, and parses it unless it was parsed already;
-// -h lists every flag with its environment name. Call it once, after
+// next to the program's own, and parses it unless it was parsed already
+// (then call DefineFlags before parsing); -h lists every flag with its
+// environment name. Call it once, after
 // NewService and before Run or Dial. An unknown plugin name or a malformed
 // value is an error that says which setting and what is valid.
 func (s *Service) Init(opts ...InitOption) error {
@@ -54,14 +55,19 @@ func (s *Service) Init(opts ...InitOption) error {
 	if o.args == nil && o.fs == flag.CommandLine {
 		o.args = os.Args[1:]
 	}
-	flags := envconfig.Define(o.fs)
+	envconfig.Define(o.fs)
 	if !o.fs.Parsed() {
 		if err := o.fs.Parse(o.args); err != nil {
 			return fmt.Errorf("micro: init: %w", err)
 		}
 	}
-	return s.apply(envconfig.Read(o.fs, flags, o.lookup))
+	return s.apply(envconfig.Read(o.fs, o.lookup))
 }
+
+// DefineFlags defines microgrpc's flags on fs, for a program that parses
+// its flags itself before NewService (to build a listener from its own
+// flag, say); Init then reads the parsed values. It is idempotent.
+func DefineFlags(fs *flag.FlagSet) { envconfig.Define(fs) }
 
 // apply sets the options that v holds.
 func (s *Service) apply(v envconfig.Values) error {

@@ -128,3 +128,20 @@ func TestInitKeepsProgramFlagsAndDocumentsEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestInitAfterProgramParsedFlags(t *testing.T) {
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	micro.DefineFlags(fs)
+	listen := fs.String("listen", "", "")
+	if err := fs.Parse([]string{"-listen=:1", "-server_name=parsed"}); err != nil {
+		t.Fatal(err)
+	}
+	svc := micro.NewService(micro.WithName("code"))
+	defer svc.Close()
+	if err := svc.Init(micro.WithFlagSet(fs), micro.WithEnv(env(nil))); err != nil {
+		t.Fatal(err)
+	}
+	if *listen != ":1" || svc.Name() != "parsed" {
+		t.Fatalf("listen=%q name=%q", *listen, svc.Name())
+	}
+}

@@ -59,34 +59,34 @@ type Values map[Setting]string
 type LookupFunc func(string) (string, bool)
 
 // Define adds a string flag for every setting to fs, unless fs already has
-// a flag of that name (a program may define its own first). It returns the
-// flag values to pass to Read after fs is parsed.
-func Define(fs *flag.FlagSet) map[Setting]*string {
-	vals := map[Setting]*string{}
+// a flag of that name (Define was called before, or the program defined its
+// own, which then counts as ours). It is idempotent.
+func Define(fs *flag.FlagSet) {
 	for _, s := range All {
 		if fs.Lookup(s.Flag) != nil {
 			continue
 		}
-		vals[s] = fs.String(s.Flag, "", fmt.Sprintf("%s (env %s)", s.Usage, s.Env))
+		fs.String(s.Flag, "", fmt.Sprintf("%s (env %s)", s.Usage, s.Env))
 	}
-	return vals
 }
 
 // Read returns what the environment and the flags set: the environment
-// first, then every flag that was given on the command line (fs.Visit),
-// which wins.
-func Read(fs *flag.FlagSet, flags map[Setting]*string, lookup LookupFunc) Values {
+// first, then every setting's flag that was given on the command line
+// (fs.Visit), which wins. fs must be parsed.
+func Read(fs *flag.FlagSet, lookup LookupFunc) Values {
 	v := Values{}
 	for _, s := range All {
 		if e, ok := lookup(s.Env); ok && e != "" {
 			v[s] = e
 		}
 	}
+	byFlag := map[string]Setting{}
+	for _, s := range All {
+		byFlag[s.Flag] = s
+	}
 	fs.Visit(func(f *flag.Flag) {
-		for s, p := range flags {
-			if s.Flag == f.Name {
-				v[s] = *p
-			}
+		if s, ok := byFlag[f.Name]; ok {
+			v[s] = f.Value.String()
 		}
 	})
 	return v
