@@ -46,6 +46,12 @@ func (r *running) stop(t *testing.T) error {
 // waits until it is registered. It is stopped at cleanup.
 func startService(t *testing.T, reg resolver.Registry, name string, opts ...micro.Option) *running {
 	t.Helper()
+	return startServiceHook(t, reg, name, nil, opts...)
+}
+
+// startServiceHook is startService with a hook run by every Hello.
+func startServiceHook(t *testing.T, reg resolver.Registry, name string, hook func(context.Context, *pb.Request) error, opts ...micro.Option) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{})
 	all := append([]micro.Option{
@@ -59,7 +65,7 @@ func startService(t *testing.T, reg resolver.Registry, name string, opts ...micr
 		micro.WithAfterStart(func(context.Context) error { close(started); return nil }),
 	}, opts...)
 	svc := micro.NewService(all...)
-	pb.RegisterGreeterServer(svc.Server(), &greetertest.Server{Node: svc.ID()})
+	pb.RegisterGreeterServer(svc.Server(), &greetertest.Server{Node: svc.ID(), Hook: hook})
 	r := &running{svc: svc, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		r.err = svc.Run()
