@@ -2,6 +2,8 @@ package micro
 
 import (
 	"google.golang.org/grpc"
+
+	"github.com/microgrpc/microgrpc/codec"
 )
 
 // balancerDialOptions select the load-balancing policy and retry policy.
@@ -11,5 +13,4 @@ func balancerDialOptions() []grpc.DialOption {
 }
 
 // strictCodecOption refuses calls whose content-subtype has no codec.
-// TODO(codec): use the codec package's tap handle once it lands.
-func strictCodecOption() grpc.ServerOption { return grpc.EmptyServerOption{} }
+func strictCodecOption() grpc.ServerOption { return grpc.InTapHandle(codec.StrictServerTap(nil)) }
