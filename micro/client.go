@@ -3,6 +3,7 @@ package micro
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/timeout"
 	"google.golang.org/grpc"
@@ -11,6 +12,7 @@ import (
 	grpcresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
+	"github.com/microgrpc/microgrpc/balancer/randomhash"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -67,27 +69,25 @@ func (s *Service) Conn(name string) (*grpc.ClientConn, error) {
 
 // dialOptions are the options of every connection made by Conn. Insecure
 // credentials come first so that credentials in the user's dial options
-// replace them; the user's interceptors wrap the balancer's.
+// replace them. Interceptors, outermost first: the request timeout (it
+// bounds the whole call, retries included), the user's wrappers, then the
+// balancer's, closest to the call so that it sees call options the
+// wrappers add.
 func (s *Service) dialOptions() []grpc.DialOption {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithResolvers(s.builder),
+		grpc.WithDefaultServiceConfig(s.serviceConfig()),
 	}
-	opts = append(opts, balancerDialOptions()...)
 	opts = append(opts, s.opts.dialOpts...)
-	unary := s.opts.unaryClient
+	var unary []grpc.UnaryClientInterceptor
 	if s.opts.requestTimeout > 0 {
-		// Outermost: the timeout bounds the whole call, retries included,
-		// and the user's wrappers see the deadline.
-		unary = append([]grpc.UnaryClientInterceptor{timeout.UnaryClientInterceptor(s.opts.requestTimeout)}, unary...)
+		unary = append(unary, timeout.UnaryClientInterceptor(s.opts.requestTimeout))
 	}
-	if len(unary) > 0 {
-		opts = append(opts, grpc.WithChainUnaryInterceptor(unary...))
-	}
-	if len(s.opts.streamClient) > 0 {
-		opts = append(opts, grpc.WithChainStreamInterceptor(s.opts.streamClient...))
-	}
-	return opts
+	unary = append(unary, s.opts.unaryClient...)
+	unary = append(unary, randomhash.UnaryClientInterceptor())
+	stream := append(slices.Clone(s.opts.streamClient), randomhash.StreamClientInterceptor())
+	return append(opts, grpc.WithChainUnaryInterceptor(unary...), grpc.WithChainStreamInterceptor(stream...))
 }
 
 // failingConn returns a connection on which every call fails with err. It

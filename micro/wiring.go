@@ -3,13 +3,18 @@ package micro
 import (
 	"google.golang.org/grpc"
 
+	"github.com/microgrpc/microgrpc/balancer/randomhash"
 	"github.com/microgrpc/microgrpc/codec"
 )
 
-// balancerDialOptions select the load-balancing policy and retry policy.
-// TODO(balancer): switch to balancer/randomhash once it lands.
-func balancerDialOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`)}
+// serviceConfig selects go-micro's selector: random (or hashed) balancing,
+// retry of UNAVAILABLE on another node, client health checks.
+func (s *Service) serviceConfig() string {
+	var opts []randomhash.ConfigOption
+	if s.opts.retries != nil {
+		opts = append(opts, randomhash.WithMaxAttempts(*s.opts.retries+1))
+	}
+	return randomhash.ServiceConfig(opts...)
 }
 
 // strictCodecOption refuses calls whose content-subtype has no codec.

@@ -1,0 +1,109 @@
+package randomhash
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+)
+
+// callState is what one call tells the picker, and what the picker
+// remembers across the call's attempts (grpc-go gives every attempt of a
+// call the same context).
+type callState struct {
+	key      string
+	hasKey   bool
+	version  string
+	metadata [][2]string
+
+	mu    sync.Mutex
+	tried []string // node ids picked by earlier attempts
+}
+
+type callStateKey struct{}
+
+func callStateFrom(ctx context.Context) *callState {
+	cs, _ := ctx.Value(callStateKey{}).(*callState)
+	return cs
+}
+
+func (cs *callState) addTried(id string) {
+	cs.mu.Lock()
+	cs.tried = append(cs.tried, id)
+	cs.mu.Unlock()
+}
+
+func (cs *callState) filtered() bool { return cs.version != "" || len(cs.metadata) > 0 }
+
+// describeFilter names the call's filters for error messages.
+func (cs *callState) describeFilter() string {
+	s := ""
+	if cs.version != "" {
+		s = "version=" + cs.version
+	}
+	for _, kv := range cs.metadata {
+		if s != "" {
+			s += ", "
+		}
+		s += fmt.Sprintf("metadata %s=%s", kv[0], kv[1])
+	}
+	return s
+}
+
+// CallOption is a per-call option of this policy. It reaches the picker
+// only through UnaryClientInterceptor / StreamClientInterceptor (installed
+// by DialOptions and by micro services).
+type CallOption struct {
+	grpc.EmptyCallOption
+	apply func(*callState)
+}
+
+// WithHashKey sends calls with the same key to the same node while the node
+// set is unchanged (rendezvous hashing: when a node joins or leaves, only
+// the keys it wins or held move). A retry goes to the key's next node. A
+// call without a key is balanced at random.
+func WithHashKey(key string) CallOption {
+	return CallOption{apply: func(cs *callState) { cs.key, cs.hasKey = key, true }}
+}
+
+// FilterVersion restricts the call to nodes of the given registry version
+// (go-micro's FilterVersion), e.g. canary routing to "v2". When no node
+// matches, the call fails with UNAVAILABLE naming the filter.
+func FilterVersion(v string) CallOption {
+	return CallOption{apply: func(cs *callState) { cs.version = v }}
+}
+
+// FilterMetadata restricts the call to nodes whose metadata has key=value
+// (go-micro's FilterLabel). Several filters must all match.
+func FilterMetadata(key, value string) CallOption {
+	return CallOption{apply: func(cs *callState) { cs.metadata = append(cs.metadata, [2]string{key, value}) }}
+}
+
+// withCallState puts a fresh call state, filled from the call options, in
+// ctx.
+func withCallState(ctx context.Context, opts []grpc.CallOption) context.Context {
+	cs := &callState{}
+	for _, o := range opts {
+		if co, ok := o.(CallOption); ok && co.apply != nil {
+			co.apply(cs)
+		}
+	}
+	return context.WithValue(ctx, callStateKey{}, cs)
+}
+
+// UnaryClientInterceptor gives each call the state the picker uses to
+// avoid nodes that already failed it and to apply this policy's call
+// options.
+func UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(withCallState(ctx, opts), method, req, reply, cc, opts...)
+	}
+}
+
+// StreamClientInterceptor is UnaryClientInterceptor for streams.
+func StreamClientInterceptor() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return streamer(withCallState(ctx, opts), desc, cc, method, opts...)
+	}
+}

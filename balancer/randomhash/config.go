@@ -1,0 +1,69 @@
+package randomhash
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/serviceconfig"
+)
+
+// Defaults of the load-balancing config.
+const (
+	DefaultEjectionThreshold = 3
+	DefaultBaseEjectionTime  = time.Second
+	DefaultMaxEjectionTime   = 30 * time.Second
+)
+
+// lbConfig is the policy's config in the service config:
+//
+//	{"loadBalancingConfig":[{"random_hash":{
+//	    "ejectionThreshold": 3,        // consecutive UNAVAILABLE failures; 0 turns ejection off
+//	    "baseEjectionTime": "1s",      // first cool-down; doubles while the node keeps failing
+//	    "maxEjectionTime": "30s"       // cap of the cool-down
+//	}}]}
+type lbConfig struct {
+	serviceconfig.LoadBalancingConfig `json:"-"`
+
+	EjectionThreshold *uint32 `json:"ejectionThreshold,omitempty"`
+	BaseEjectionTime  string  `json:"baseEjectionTime,omitempty"`
+	MaxEjectionTime   string  `json:"maxEjectionTime,omitempty"`
+
+	threshold uint32
+	base, max time.Duration
+}
+
+func parseConfig(js json.RawMessage) (*lbConfig, error) {
+	cfg := &lbConfig{}
+	if len(js) > 0 {
+		if err := json.Unmarshal(js, cfg); err != nil {
+			return nil, fmt.Errorf("randomhash: parse config %s: %w", js, err)
+		}
+	}
+	cfg.threshold = DefaultEjectionThreshold
+	if cfg.EjectionThreshold != nil {
+		cfg.threshold = *cfg.EjectionThreshold
+	}
+	var err error
+	if cfg.base, err = parseDuration(cfg.BaseEjectionTime, DefaultBaseEjectionTime, "baseEjectionTime"); err != nil {
+		return nil, err
+	}
+	if cfg.max, err = parseDuration(cfg.MaxEjectionTime, DefaultMaxEjectionTime, "maxEjectionTime"); err != nil {
+		return nil, err
+	}
+	if cfg.max < cfg.base {
+		return nil, fmt.Errorf("randomhash: maxEjectionTime %s is below baseEjectionTime %s", cfg.max, cfg.base)
+	}
+	return cfg, nil
+}
+
+func parseDuration(s string, def time.Duration, field string) (time.Duration, error) {
+	if s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("randomhash: %s %q: want a positive duration such as \"1s\"", field, s)
+	}
+	return d, nil
+}

@@ -1,0 +1,256 @@
+package randomhash
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/endpointsharding"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
+
+	"github.com/microgrpc/microgrpc/resolver"
+)
+
+// randIntN is the random source of picks; tests may replace it.
+var randIntN = rand.IntN
+
+// child is one endpoint as a picker sees it.
+type child struct {
+	id      string
+	hash    uint64 // of id, for rendezvous hashing
+	info    *resolver.NodeInfo
+	ready   bool
+	picker  balancer.Picker // the pickfirst child's picker, when ready
+	outlier *outlier
+	// done records the attempt's outcome; made once per picker so that a
+	// pick allocates nothing.
+	done func(balancer.DoneInfo)
+}
+
+// picker is an immutable snapshot of the children, built on every state
+// change. Pick takes no lock.
+type picker struct {
+	b        *rhBalancer
+	cfg      *lbConfig
+	service  string
+	ready    []*child
+	notReady []*child
+}
+
+var _ balancer.Picker = (*picker)(nil)
+
+func (b *rhBalancer) newPicker(states []endpointsharding.ChildState) *picker {
+	p := &picker{b: b, cfg: b.cfg.Load()}
+	for _, st := range states {
+		c := &child{
+			id:    nodeID(st.Endpoint),
+			info:  resolver.NodeFromEndpoint(st.Endpoint),
+			ready: st.State.ConnectivityState == connectivity.Ready,
+		}
+		c.hash = hashString(c.id)
+		c.outlier = b.outlierFor(c.id)
+		cfg, o := p.cfg, c.outlier
+		c.done = func(di balancer.DoneInfo) { record(o, cfg, di) }
+		if c.info != nil && p.service == "" {
+			p.service = c.info.Service
+		}
+		if c.ready {
+			c.picker = st.State.Picker
+			p.ready = append(p.ready, c)
+		} else {
+			p.notReady = append(p.notReady, c)
+		}
+	}
+	return p
+}
+
+func record(o *outlier, cfg *lbConfig, di balancer.DoneInfo) {
+	if di.Err != nil && status.Code(di.Err) == codes.Unavailable {
+		o.failure(cfg)
+		return
+	}
+	o.success()
+}
+
+// Relaxation levels: a pick first looks for a node that matches the
+// filters, has not been tried by this call and is not ejected; failing
+// that it accepts an ejected node, then one this call already tried.
+const (
+	levelStrict = iota
+	levelAllowEjected
+	levelAllowTried
+	levels
+)
+
+func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
+	if len(p.ready) == 0 {
+		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+	}
+	cs := callStateFrom(info.Ctx)
+	var now time.Time
+	checkEjected := p.b.ejected.Load() > 0
+	if checkEjected {
+		now = time.Now()
+	}
+	if !checkEjected && (cs == nil || cs.plain()) {
+		return p.pickFrom(p.ready[randIntN(len(p.ready))], cs, info)
+	}
+	q := query{cs: cs, checkEjected: checkEjected, now: now}
+	if cs != nil {
+		if cs.hasKey {
+			q.keyHash = hashString(cs.key)
+		}
+		// tried only grows, and only between attempts: the elements
+		// below this length never change.
+		cs.mu.Lock()
+		q.tried = cs.tried
+		cs.mu.Unlock()
+	}
+	for level := range levels {
+		if c := p.choose(&q, level); c != nil {
+			return p.pickFrom(c, cs, info)
+		}
+	}
+	// Only a filter can leave nothing to choose.
+	for _, c := range p.notReady {
+		if matches(c, cs) {
+			return balancer.PickResult{}, balancer.ErrNoSubConnAvailable // it may connect
+		}
+	}
+	return balancer.PickResult{}, status.Errorf(codes.Unavailable,
+		"randomhash: no node of service %q matches filter %s", p.service, cs.describeFilter())
+}
+
+// plain reports whether the call has nothing that changes a random pick.
+func (cs *callState) plain() bool {
+	if cs.hasKey || cs.filtered() {
+		return false
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.tried) == 0
+}
+
+// query is what one pick looks for.
+type query struct {
+	cs           *callState
+	keyHash      uint64
+	tried        []string
+	checkEjected bool
+	now          time.Time
+}
+
+func (q *query) eligible(c *child, level int) bool {
+	if !matches(c, q.cs) {
+		return false
+	}
+	if level < levelAllowTried {
+		for _, id := range q.tried {
+			if id == c.id {
+				return false
+			}
+		}
+	}
+	if level < levelAllowEjected && q.checkEjected && c.outlier.isEjected(q.now) {
+		return false
+	}
+	return true
+}
+
+// choose returns the eligible ready child at this level: the key's
+// highest-scoring one in hash mode, a uniformly random one otherwise.
+func (p *picker) choose(q *query, level int) *child {
+	if q.cs != nil && q.cs.hasKey {
+		var best *child
+		var bestScore uint64
+		for _, c := range p.ready {
+			if !q.eligible(c, level) {
+				continue
+			}
+			if s := mix(q.keyHash ^ c.hash); best == nil || s > bestScore {
+				best, bestScore = c, s
+			}
+		}
+		return best
+	}
+	n := 0
+	for _, c := range p.ready {
+		if q.eligible(c, level) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	k := randIntN(n)
+	for _, c := range p.ready {
+		if q.eligible(c, level) {
+			if k == 0 {
+				return c
+			}
+			k--
+		}
+	}
+	return nil
+}
+
+func matches(c *child, cs *callState) bool {
+	if cs == nil || !cs.filtered() {
+		return true
+	}
+	if c.info == nil {
+		return false
+	}
+	if cs.version != "" && c.info.Version != cs.version {
+		return false
+	}
+	for _, kv := range cs.metadata {
+		if v, ok := c.info.Metadata[kv[0]]; !ok || v != kv[1] {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *picker) pickFrom(c *child, cs *callState, info balancer.PickInfo) (balancer.PickResult, error) {
+	res, err := c.picker.Pick(info)
+	if err != nil {
+		return res, err
+	}
+	if cs != nil {
+		cs.addTried(c.id)
+	}
+	if res.Done == nil {
+		res.Done = c.done
+	} else {
+		inner := res.Done
+		res.Done = func(di balancer.DoneInfo) {
+			c.done(di)
+			inner(di)
+		}
+	}
+	return res, nil
+}
+
+// hashString is 64-bit FNV-1a.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix is the splitmix64 finalizer: it spreads key^node into a score, so
+// that rendezvous hashing gives every node an even share of keys.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
