@@ -8,6 +8,7 @@ package builtin
 import (
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/resolver"
+	"github.com/microgrpc/microgrpc/resolver/etcd"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
 
@@ -30,5 +31,10 @@ func init() {
 	// A memory registry lives in one process: addresses make no sense for it.
 	plugins.RegisterRegistry(RegistryMemory, func([]string) (resolver.Registry, error) {
 		return memory.NewRegistry(), nil
+	})
+	// etcd: the addresses are its endpoints; none means
+	// $MICRO_REGISTRY_ADDRESS or 127.0.0.1:2379.
+	plugins.RegisterRegistry(RegistryEtcd, func(addrs []string) (resolver.Registry, error) {
+		return etcd.NewRegistry(etcd.WithEndpoints(addrs...))
 	})
 }

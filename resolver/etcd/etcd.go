@@ -1,0 +1,335 @@
+// Package etcd is the multi-host registry of microgrpc, on etcd v3.
+//
+// Each node is one key, <prefix>/<service>/<node-id> (prefix
+// /micro/registry by default), attached to a lease whose TTL is the
+// service's register TTL and kept alive while the registration lives. The
+// value is etcd's own naming format, the JSON of an endpoints update
+// ({"Op":0,"Addr":"host:port","Metadata":{...}}, node id, version, metadata
+// and endpoints inside Metadata), so a grpc-go program using etcd's
+// go.etcd.io/etcd/client/v3/naming/resolver can resolve microgrpc services
+// with the target "etcd:///" + prefix + "/" + service (note the fourth
+// slash: etcd's resolver drops one).
+//
+// # What it adds over etcd's naming package
+//
+//   - Registration never gives up: when the lease is lost (etcd restarted,
+//     a long partition, the lease expired) or the key is deleted, the node
+//     grants a new lease and puts its key again, with capped exponential
+//     backoff, for as long as the registration lives; every loss and
+//     recovery is logged.
+//   - Watches never freeze: they start from the revision of a linearizable
+//     read, and on compaction, a closed watch channel or any error they
+//     re-list (emitting the differences) and watch again, backing off.
+//   - A value under the prefix that does not decode is skipped with a log
+//     line; it never breaks a watch or other services.
+//
+// # Scheme for plain grpc-go programs
+//
+// Importing this package registers the gRPC scheme "etcd": with it,
+// grpc.NewClient("etcd:///greeter", ...) resolves microgrpc's "greeter"
+// through etcd at $MICRO_REGISTRY_ADDRESS (default 127.0.0.1:2379), or at
+// the target's authority: "etcd://10.0.0.5:2379/greeter". Close every
+// ClientConn: the shared etcd client is closed with the last one.
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/microgrpc/microgrpc/resolver"
+	"github.com/microgrpc/microgrpc/resolver/etcd/internal/wire"
+)
+
+// Name is the registry's name.
+const Name = "etcd"
+
+// ErrClosed is returned once the registry is closed.
+var ErrClosed = errors.New("etcd registry: closed")
+
+// Registry is an etcd-backed resolver.Registry. Close it when done.
+type Registry struct {
+	opts       options
+	client     *clientv3.Client
+	ownsClient bool
+	kv         clientv3.KV
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	regs   map[string]*keeper // by key
+}
+
+var _ resolver.Registry = (*Registry)(nil)
+
+// NewRegistry connects to etcd and returns a registry.
+func NewRegistry(opts ...Option) (*Registry, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	r := &Registry{opts: o, client: o.client, regs: map[string]*keeper{}}
+	if r.client == nil {
+		eps := o.endpoints
+		if len(eps) == 0 {
+			eps = EndpointsFromEnv(os.LookupEnv)
+		}
+		if len(eps) == 0 {
+			eps = []string{DefaultEndpoint}
+		}
+		c, err := clientv3.New(clientv3.Config{
+			Endpoints: eps, DialTimeout: o.dialTimeout, Username: o.username, Password: o.pass, TLS: o.tls,
+			Logger: nopLogger(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("etcd registry: connect to %v: %w", eps, err)
+		}
+		r.client, r.ownsClient = c, true
+	}
+	r.kv = r.client.KV
+	if o.wrapKV != nil {
+		r.kv = o.wrapKV(r.kv)
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
+}
+
+func (r *Registry) String() string { return Name }
+
+func (r *Registry) serviceKey(name string) string { return r.opts.prefix + "/" + name + "/" }
+
+func (r *Registry) nodeKey(name, id string) string { return r.serviceKey(name) + id }
+
+// Register puts one key per node, on a lease of the TTL, and keeps it there
+// until Deregister or Close. Registering a node again (a heartbeat) only
+// checks that its keeper is alive, and announces changed data at once.
+func (r *Registry) Register(ctx context.Context, s *resolver.Service, opts ...resolver.RegisterOption) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	ttl := resolver.NewRegisterOptions(opts...).TTL
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	secs := int64((ttl + time.Second - 1) / time.Second)
+	for _, n := range s.Nodes {
+		value, err := wire.Encode(s, n)
+		if err != nil {
+			return fmt.Errorf("etcd registry: encode node %q: %w", n.ID, err)
+		}
+		if err := r.register(ctx, r.nodeKey(s.Name, n.ID), string(value), secs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Registry) register(ctx context.Context, key, value string, ttl int64) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	if k, ok := r.regs[key]; ok {
+		r.mu.Unlock()
+		return k.refresh(ctx, value, ttl)
+	}
+	r.mu.Unlock()
+
+	// First registration: put synchronously so that an unreachable etcd is
+	// an error for the caller, then keep it alive in the background.
+	lease, err := r.put(ctx, key, value, ttl)
+	if err != nil {
+		return fmt.Errorf("etcd registry: register %s: %w", key, err)
+	}
+	k := &keeper{r: r, key: key, value: value, ttl: ttl, lease: lease, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	kctx, cancel := context.WithCancel(r.ctx)
+	k.cancel = cancel
+	r.mu.Lock()
+	if old, ok := r.regs[key]; ok || r.closed {
+		// Lost a race with a concurrent Register or Close.
+		r.mu.Unlock()
+		cancel()
+		if ok {
+			return old.refresh(ctx, value, ttl)
+		}
+		return ErrClosed
+	}
+	r.regs[key] = k
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go k.run(kctx)
+	return nil
+}
+
+// put grants a lease and puts key on it.
+func (r *Registry) put(ctx context.Context, key, value string, ttl int64) (clientv3.LeaseID, error) {
+	g, err := r.client.Grant(ctx, ttl)
+	if err != nil {
+		return 0, fmt.Errorf("grant lease: %w", err)
+	}
+	if _, err := r.kv.Put(ctx, key, value, clientv3.WithLease(g.ID)); err != nil {
+		return 0, fmt.Errorf("put: %w", err)
+	}
+	return g.ID, nil
+}
+
+// Deregister deletes the nodes' keys and revokes their leases.
+func (r *Registry) Deregister(ctx context.Context, s *resolver.Service) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil service", resolver.ErrInvalidService)
+	}
+	if err := resolver.ValidateName(s.Name); err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range s.Nodes {
+		key := r.nodeKey(s.Name, n.ID)
+		r.mu.Lock()
+		k := r.regs[key]
+		delete(r.regs, key)
+		r.mu.Unlock()
+		var lease clientv3.LeaseID
+		if k != nil {
+			lease = k.stop()
+		}
+		if _, err := r.kv.Delete(ctx, key); err != nil {
+			errs = append(errs, fmt.Errorf("etcd registry: deregister %s: %w", key, err))
+			continue
+		}
+		if lease != 0 {
+			r.client.Revoke(ctx, lease) // the key is gone already; this only tidies up
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// GetService lists the live nodes of a service with one linearizable read.
+func (r *Registry) GetService(ctx context.Context, name string) ([]*resolver.Service, error) {
+	if err := resolver.ValidateName(name); err != nil {
+		return nil, err
+	}
+	resp, err := r.kv.Get(ctx, r.serviceKey(name), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("etcd registry: get %q: %w", name, err)
+	}
+	byVersion := map[string]*resolver.Service{}
+	for _, kv := range resp.Kvs {
+		s, ok := r.decode(kv.Key, kv.Value)
+		if !ok {
+			continue
+		}
+		v, ok := byVersion[s.Version]
+		if !ok {
+			v = s.Clone()
+			v.Nodes = nil
+			byVersion[s.Version] = v
+		}
+		v.Nodes = append(v.Nodes, s.Nodes[0])
+	}
+	if len(byVersion) == 0 {
+		return nil, fmt.Errorf("%w: %q under %s in etcd", resolver.ErrNotFound, name, r.serviceKey(name))
+	}
+	out := make([]*resolver.Service, 0, len(byVersion))
+	for _, v := range slices.Sorted(maps.Keys(byVersion)) {
+		resolver.SortNodes(byVersion[v].Nodes)
+		out = append(out, byVersion[v])
+	}
+	return out, nil
+}
+
+// decode parses a value, logging and skipping what is not one of ours.
+func (r *Registry) decode(key, value []byte) (*resolver.Service, bool) {
+	s, err := wire.Decode(value)
+	if err != nil {
+		r.opts.logger.Warn("etcd registry: skipping value that does not decode", "key", string(key), "error", err)
+		return nil, false
+	}
+	if want := r.nodeKey(s.Name, s.Nodes[0].ID); want != string(key) {
+		r.opts.logger.Warn("etcd registry: skipping value stored under the wrong key", "key", string(key), "want", want)
+		return nil, false
+	}
+	return s, true
+}
+
+// ListServices lists the services with at least one node, without nodes.
+func (r *Registry) ListServices(ctx context.Context) ([]*resolver.Service, error) {
+	resp, err := r.kv.Get(ctx, r.opts.prefix+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("etcd registry: list: %w", err)
+	}
+	names := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		rest := strings.TrimPrefix(string(kv.Key), r.opts.prefix+"/")
+		if name, _, ok := strings.Cut(rest, "/"); ok && resolver.ValidateName(name) == nil {
+			names[name] = true
+		}
+	}
+	var out []*resolver.Service
+	for _, n := range slices.Sorted(maps.Keys(names)) {
+		out = append(out, &resolver.Service{Name: n})
+	}
+	return out, nil
+}
+
+// Close stops keeping registrations alive (their leases then expire after
+// their TTL, as if the process had died; Deregister first for an orderly
+// exit), stops watchers, and closes the etcd client it made.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	regs := r.regs
+	r.regs = map[string]*keeper{}
+	r.mu.Unlock()
+	r.cancel()
+	for _, k := range regs {
+		k.stop()
+	}
+	r.wg.Wait()
+	if r.ownsClient {
+		return r.client.Close()
+	}
+	return nil
+}
+
+// backoff returns the delay before attempt n (from 0): 100ms doubling,
+// capped, with ±20% jitter.
+func backoff(n int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 0; i < n && d < MaxRetryBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, MaxRetryBackoff)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
+}

@@ -1,0 +1,167 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// keeper keeps one key registered: it keeps its lease alive, watches the
+// key, and puts it back on a new lease whenever either is lost.
+type keeper struct {
+	r      *Registry
+	key    string
+	cancel context.CancelFunc
+	done   chan struct{}
+	wake   chan struct{}
+
+	mu    sync.Mutex
+	value string
+	ttl   int64
+	lease clientv3.LeaseID
+	dirty bool // value changed since the last put
+}
+
+// refresh handles a heartbeat: a changed value is put at once on the
+// current lease (so that Register returns only once it is announced); in
+// any case the keeper is woken, which makes it retry at once if it is
+// waiting out a backoff.
+func (k *keeper) refresh(ctx context.Context, value string, ttl int64) error {
+	k.mu.Lock()
+	changed := value != k.value || ttl != k.ttl
+	k.value, k.ttl = value, ttl
+	lease := k.lease
+	var err error
+	if changed && lease != 0 {
+		if _, err = k.r.kv.Put(ctx, k.key, value, clientv3.WithLease(lease)); err != nil {
+			k.dirty = true // the keeper retries
+		}
+	} else if changed {
+		k.dirty = true
+	}
+	k.mu.Unlock()
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+	if err != nil {
+		return fmt.Errorf("etcd registry: re-announce %s: %w", k.key, err)
+	}
+	return nil
+}
+
+// stop ends the keeper and returns its current lease.
+func (k *keeper) stop() clientv3.LeaseID {
+	k.cancel()
+	<-k.done
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lease
+}
+
+func (k *keeper) run(ctx context.Context) {
+	defer k.r.wg.Done()
+	defer close(k.done)
+	log := k.r.opts.logger.With("key", k.key)
+	failures := 0
+	for ctx.Err() == nil {
+		k.mu.Lock()
+		lease := k.lease
+		k.mu.Unlock()
+		if lease == 0 {
+			k.mu.Lock()
+			value, ttl := k.value, k.ttl
+			k.mu.Unlock()
+			id, err := k.r.put(ctx, k.key, value, ttl)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				d := backoff(failures)
+				failures++
+				log.Warn("etcd registry: re-registration failed, retrying", "error", err, "retry_in", d, "attempt", failures)
+				if !sleep(ctx, d, k.wake) {
+					return
+				}
+				continue
+			}
+			k.mu.Lock()
+			k.lease = id
+			k.mu.Unlock()
+			if failures > 0 {
+				log.Info("etcd registry: registration recovered", "lease", int64(id), "after_attempts", failures)
+			}
+			failures = 0
+		}
+		why := k.hold(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("etcd registry: registration lost, registering again", "reason", why)
+		k.mu.Lock()
+		k.lease = 0
+		k.mu.Unlock()
+	}
+}
+
+// hold keeps the current lease alive and watches the key until one of them
+// is lost (it returns why) or ctx ends. A changed value is put on the
+// same lease.
+func (k *keeper) hold(ctx context.Context) string {
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	k.mu.Lock()
+	lease := k.lease
+	k.mu.Unlock()
+	ka, err := k.r.client.KeepAlive(hctx, lease)
+	if err != nil {
+		return "keepalive: " + err.Error()
+	}
+	wch := k.r.client.Watch(clientv3.WithRequireLeader(hctx), k.key)
+	for {
+		select {
+		case <-ctx.Done():
+			return ""
+		case _, ok := <-ka:
+			if !ok {
+				return "lease keepalive ended (lease expired or etcd unreachable)"
+			}
+		case wr, ok := <-wch:
+			if !ok || wr.Canceled {
+				// The watch ended (etcd lost its leader or restarted):
+				// check the key ourselves before deciding.
+				if !k.present(hctx) {
+					return "key missing after the watch ended"
+				}
+				wch = k.r.client.Watch(clientv3.WithRequireLeader(hctx), k.key)
+				continue
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					return "key deleted"
+				}
+			}
+		case <-k.wake:
+			k.mu.Lock()
+			value, dirty := k.value, k.dirty
+			k.dirty = false
+			k.mu.Unlock()
+			if !dirty {
+				continue
+			}
+			if _, err := k.r.kv.Put(ctx, k.key, value, clientv3.WithLease(lease)); err != nil {
+				k.mu.Lock()
+				k.dirty = true
+				k.mu.Unlock()
+				return "put changed value: " + err.Error()
+			}
+		}
+	}
+}
+
+func (k *keeper) present(ctx context.Context) bool {
+	resp, err := k.r.kv.Get(ctx, k.key, clientv3.WithCountOnly())
+	return err == nil && resp.Count > 0
+}
