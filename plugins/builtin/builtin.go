@@ -9,6 +9,7 @@ import (
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/etcd"
+	"github.com/microgrpc/microgrpc/resolver/mdns"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
 
@@ -21,8 +22,9 @@ const (
 	BrokerNATS     = "nats"
 	BrokerMemory   = "memory"
 
-	// DefaultRegistry is used when nothing chooses one.
-	DefaultRegistry = RegistryMemory
+	// DefaultRegistry is used when nothing chooses one: zero
+	// configuration on one host or LAN.
+	DefaultRegistry = RegistryMDNS
 	// DefaultBroker is used when nothing chooses one.
 	DefaultBroker = BrokerHTTP
 )
@@ -31,6 +33,11 @@ func init() {
 	// A memory registry lives in one process: addresses make no sense for it.
 	plugins.RegisterRegistry(RegistryMemory, func([]string) (resolver.Registry, error) {
 		return memory.NewRegistry(), nil
+	})
+	// mdns: the addresses are interface names; none means
+	// $MICRO_MDNS_INTERFACES or every up, multicast-capable interface.
+	plugins.RegisterRegistry(RegistryMDNS, func(addrs []string) (resolver.Registry, error) {
+		return mdns.NewRegistry(mdns.WithInterfaces(addrs...))
 	})
 	// etcd: the addresses are its endpoints; none means
 	// $MICRO_REGISTRY_ADDRESS or 127.0.0.1:2379.

@@ -1,0 +1,193 @@
+// Package txt encodes a registry node into DNS-SD TXT strings and back.
+//
+// Each TXT string is "key=value" and at most 255 bytes (RFC 6763 §6.1). A
+// longer entry is split into numbered parts, "key#0=...", "key#1=...",
+// reassembled in order when decoding. Keys: svc, id, v (version), a
+// (address to dial), ttl (seconds), m.<k> (node metadata), s.<k> (service
+// metadata), e (one endpoint: "<flags>:<name>", flags c and/or s for
+// client/server streaming).
+//
+// The whole record is kept within Budget bytes, what fits in one Ethernet
+// frame with the rest of an answer (RFC 6763 §6.2). When it would not fit,
+// endpoints are dropped first (clients do not need them to call the
+// service); Encode reports how many. If the record still does not fit,
+// Encode fails: the node's metadata is too large for mDNS.
+package txt
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/microgrpc/microgrpc/resolver"
+)
+
+// Budget is the largest whole TXT record Encode produces, in wire bytes
+// (each string costs its length plus one).
+const Budget = 1300
+
+// maxString is the longest TXT string.
+const maxString = 255
+
+// ErrTooLarge is returned when a node does not fit in Budget even without
+// endpoints.
+var ErrTooLarge = errors.New("mdns: node data too large for a TXT record")
+
+// Node is what a TXT record carries.
+type Node struct {
+	Service *resolver.Service // one node
+	TTL     int               // seconds
+}
+
+// Encode returns the TXT strings for node n of s, and how many endpoints
+// had to be dropped to fit.
+func Encode(s *resolver.Service, n resolver.Node, ttlSeconds int) ([]string, int, error) {
+	base := []kv{{"svc", s.Name}, {"id", n.ID}, {"a", n.Address}, {"ttl", strconv.Itoa(ttlSeconds)}}
+	if s.Version != "" {
+		base = append(base, kv{"v", s.Version})
+	}
+	for _, k := range slices.Sorted(maps.Keys(n.Metadata)) {
+		base = append(base, kv{"m." + k, n.Metadata[k]})
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Metadata)) {
+		base = append(base, kv{"s." + k, s.Metadata[k]})
+	}
+	out := split(base)
+	if size(out) > Budget {
+		return nil, 0, fmt.Errorf("%w: node %q of %q needs %d bytes without endpoints, limit %d", ErrTooLarge, n.ID, s.Name, size(out), Budget)
+	}
+	dropped := 0
+	for i, e := range s.Endpoints {
+		flags := ""
+		if e.ClientStreaming {
+			flags += "c"
+		}
+		if e.ServerStreaming {
+			flags += "s"
+		}
+		strs := split([]kv{{"e", flags + ":" + e.Name}})
+		if size(out)+size(strs) > Budget {
+			dropped = len(s.Endpoints) - i
+			break
+		}
+		out = append(out, strs...)
+	}
+	return out, dropped, nil
+}
+
+type kv struct{ k, v string }
+
+// split turns entries into TXT strings, splitting long ones into parts.
+func split(entries []kv) []string {
+	var out []string
+	for _, e := range entries {
+		whole := e.k + "=" + e.v
+		if len(whole) <= maxString && !strings.Contains(e.k, "#") {
+			out = append(out, whole)
+			continue
+		}
+		v := e.v
+		for part := 0; ; part++ {
+			prefix := e.k + "#" + strconv.Itoa(part) + "="
+			n := min(len(v), maxString-len(prefix))
+			out = append(out, prefix+v[:n])
+			v = v[n:]
+			if v == "" {
+				break
+			}
+		}
+	}
+	return out
+}
+
+func size(strs []string) int {
+	n := 0
+	for _, s := range strs {
+		n += len(s) + 1
+	}
+	return n
+}
+
+// Decode reassembles a node from TXT strings.
+func Decode(strs []string) (*Node, error) {
+	type part struct {
+		idx int
+		v   string
+	}
+	parts := map[string][]part{}
+	var order []string
+	var endpoints []string
+	for _, s := range strs {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok {
+			continue // a boolean attribute: not ours
+		}
+		idx := -1
+		if base, n, isPart := strings.Cut(k, "#"); isPart {
+			i, err := strconv.Atoi(n)
+			if err != nil {
+				return nil, fmt.Errorf("mdns: bad TXT part key %q", k)
+			}
+			k, idx = base, i
+		}
+		if k == "e" && idx < 0 {
+			endpoints = append(endpoints, v)
+			continue
+		}
+		if _, seen := parts[k]; !seen {
+			order = append(order, k)
+		}
+		parts[k] = append(parts[k], part{idx, v})
+	}
+	val := map[string]string{}
+	for _, k := range order {
+		ps := parts[k]
+		sort.Slice(ps, func(i, j int) bool { return ps[i].idx < ps[j].idx })
+		var b strings.Builder
+		for _, p := range ps {
+			b.WriteString(p.v)
+		}
+		if k == "e" { // a split endpoint
+			endpoints = append(endpoints, b.String())
+			continue
+		}
+		val[k] = b.String()
+	}
+	if val["svc"] == "" || val["id"] == "" || val["a"] == "" {
+		return nil, errors.New("mdns: TXT record lacks svc, id or a")
+	}
+	ttl, err := strconv.Atoi(val["ttl"])
+	if err != nil || ttl <= 0 {
+		return nil, fmt.Errorf("mdns: bad ttl %q", val["ttl"])
+	}
+	s := &resolver.Service{Name: val["svc"], Version: val["v"]}
+	node := resolver.Node{ID: val["id"], Address: val["a"]}
+	for k, v := range val {
+		switch {
+		case strings.HasPrefix(k, "m."):
+			if node.Metadata == nil {
+				node.Metadata = map[string]string{}
+			}
+			node.Metadata[k[2:]] = v
+		case strings.HasPrefix(k, "s."):
+			if s.Metadata == nil {
+				s.Metadata = map[string]string{}
+			}
+			s.Metadata[k[2:]] = v
+		}
+	}
+	for _, e := range endpoints {
+		flags, name, ok := strings.Cut(e, ":")
+		if !ok {
+			continue
+		}
+		s.Endpoints = append(s.Endpoints, resolver.Endpoint{Name: name,
+			ClientStreaming: strings.Contains(flags, "c"), ServerStreaming: strings.Contains(flags, "s")})
+	}
+	s.Nodes = []resolver.Node{node}
+	return &Node{Service: s, TTL: ttl}, nil
+}

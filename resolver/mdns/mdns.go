@@ -1,0 +1,337 @@
+// Package mdns is microgrpc's default registry: zero-configuration
+// discovery on one host or LAN with multicast DNS (DNS-SD), built on
+// github.com/grandcat/zeroconf v1.0.0.
+//
+// Every node is announced as an instance of the DNS-SD type
+// "_microgrpc._tcp"; its service name, id, address to dial, version,
+// metadata, liveness TTL and endpoints travel in TXT strings (see
+// internal/txt: values over 255 bytes are split and reassembled; when the
+// record would exceed 1300 bytes, endpoints are dropped first and a warning
+// is logged, and registration still works).
+//
+// # What zeroconf does, and what this package adds
+//
+// zeroconf answers queries for our instances (we use RegisterProxy with the
+// advertised address, since Register refuses interfaces that have only
+// loopback addresses), announces them, and sends goodbye packets (TTL 0)
+// on Shutdown. Its Browse reports each instance once and never a removal
+// (it drops goodbyes internally), and its records carry a 3,200 s TTL unless
+// Server.TTL is set, which in v1.0.0 races with its own goroutines.
+//
+// So the browser here keeps its own cache: it listens to every mDNS
+// response on the chosen interfaces itself (github.com/miekg/dns), which
+// gives it new nodes as they announce (well under a second), updates, and
+// goodbyes, which remove a node at once; it re-queries every
+// QueryInterval, and expires a node that has not answered within its own
+// TTL (the service's RegisterTTL, carried in TXT; the records' DNS TTL is
+// not used), so a node that dies without a goodbye disappears within its
+// TTL. A zeroconf Browse runs alongside as a second source of sightings.
+// Watch reports create, update and delete events from that cache.
+//
+// Changed node data is announced by replacing the zeroconf server (its
+// SetText races too): clients see a goodbye and an announcement within
+// milliseconds, which the resolver's grace period absorbs.
+//
+// # Interfaces
+//
+// By default every up, multicast-capable interface is used; choose with
+// WithInterfaces or $MICRO_MDNS_INTERFACES. When the multicast group cannot
+// be joined (typical in containers) NewRegistry fails saying so and
+// suggesting etcd.
+//
+// # Scheme for plain grpc-go programs
+//
+// Importing this package registers the gRPC scheme "mdns":
+// grpc.NewClient("mdns:///greeter", ...) resolves through a process-wide
+// registry made on first use and closed with the last ClientConn.
+package mdns
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grandcat/zeroconf"
+
+	"github.com/microgrpc/microgrpc/resolver"
+	"github.com/microgrpc/microgrpc/resolver/mdns/internal/txt"
+)
+
+// Name is the registry's name.
+const Name = "mdns"
+
+// ErrClosed is returned once the registry is closed.
+var ErrClosed = errors.New("mdns registry: closed")
+
+// ErrMulticast wraps failures to use multicast on the chosen interfaces.
+var ErrMulticast = errors.New("mdns registry: multicast unavailable")
+
+// Registry is the mDNS resolver.Registry. Close it when done.
+type Registry struct {
+	opts   options
+	ifaces []net.Interface
+
+	mu      sync.Mutex
+	closed  bool
+	servers map[string]*announced // by service + "/" + node id
+	browser *browser
+}
+
+type announced struct {
+	server *zeroconf.Server
+	txt    []string
+}
+
+var _ resolver.Registry = (*Registry)(nil)
+
+// NewRegistry checks that multicast works on the chosen interfaces and
+// returns a registry.
+func NewRegistry(opts ...Option) (*Registry, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ifaces, err := o.interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("mdns registry: interfaces %v: %w", o.ifaceNames, err)
+	}
+	if len(ifaces) == 0 {
+		return nil, fmt.Errorf("%w: no up, multicast-capable network interface; in a container or across hosts use etcd (MICRO_REGISTRY=etcd)", ErrMulticast)
+	}
+	// Fail now, with a useful message, if the group cannot be joined.
+	c, err := listen(ifaces)
+	if err != nil {
+		return nil, err
+	}
+	c.Close()
+	return &Registry{opts: o, ifaces: ifaces, servers: map[string]*announced{}}, nil
+}
+
+func (r *Registry) String() string { return Name }
+
+// instanceName is the DNS-SD instance label of a node: readable, at most 63
+// bytes, unique through a hash of service and id.
+func instanceName(service, id string) string {
+	sum := sha256.Sum256([]byte(service + "\x00" + id))
+	h := hex.EncodeToString(sum[:6])
+	label := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, service+"-"+id)
+	if len(label) > 63-len(h)-1 {
+		label = label[:63-len(h)-1]
+	}
+	return label + "-" + h
+}
+
+// Register announces each node. Registering a node again with the same
+// data does nothing (the responder keeps answering); changed data is
+// announced at once.
+func (r *Registry) Register(ctx context.Context, s *resolver.Service, opts ...resolver.RegisterOption) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	ttl := resolver.NewRegisterOptions(opts...).TTL
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	secs := max(1, int((ttl+time.Second-1)/time.Second))
+	for _, n := range s.Nodes {
+		if err := r.register(s, n, secs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Registry) register(s *resolver.Service, n resolver.Node, ttl int) error {
+	strs, dropped, err := txt.Encode(s, n, ttl)
+	if err != nil {
+		return err
+	}
+	host, portStr, err := net.SplitHostPort(n.Address)
+	if err != nil {
+		return fmt.Errorf("mdns registry: node %q address %q: %w", n.ID, n.Address, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 {
+		return fmt.Errorf("mdns registry: node %q address %q: bad port", n.ID, n.Address)
+	}
+	ips := []string{host}
+	if net.ParseIP(host) == nil {
+		ips = r.interfaceIPs()
+	}
+	key := s.Name + "/" + n.ID
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	if old, ok := r.servers[key]; ok {
+		if slices.Equal(old.txt, strs) {
+			return nil
+		}
+		old.server.Shutdown()
+		delete(r.servers, key)
+	}
+	if dropped > 0 {
+		r.opts.logger.Warn("mdns registry: too many endpoints for one TXT record; dropped some (clients do not need them to call)",
+			"service", s.Name, "node", n.ID, "dropped", dropped, "kept", len(s.Endpoints)-dropped)
+	}
+	inst := instanceName(s.Name, n.ID)
+	srv, err := zeroconf.RegisterProxy(inst, ServiceType, r.opts.domain, port, "mg-"+inst[len(inst)-12:], ips, strs, r.ifaces)
+	if err != nil {
+		return fmt.Errorf("%w: announce node %q of %q: %v; in a container or across hosts use etcd (MICRO_REGISTRY=etcd)", ErrMulticast, n.ID, s.Name, err)
+	}
+	r.servers[key] = &announced{server: srv, txt: strs}
+	return nil
+}
+
+func (r *Registry) interfaceIPs() []string {
+	var ips []string
+	for _, ifc := range r.ifaces {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+				ips = append(ips, ipn.IP.String())
+			}
+		}
+	}
+	return ips
+}
+
+// Deregister sends goodbye packets for the nodes, which removes them from
+// every browser at once.
+func (r *Registry) Deregister(ctx context.Context, s *resolver.Service) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil service", resolver.ErrInvalidService)
+	}
+	r.mu.Lock()
+	var stop []*announced
+	for _, n := range s.Nodes {
+		key := s.Name + "/" + n.ID
+		if a, ok := r.servers[key]; ok {
+			stop = append(stop, a)
+			delete(r.servers, key)
+		}
+	}
+	r.mu.Unlock()
+	for _, a := range stop {
+		a.server.Shutdown()
+	}
+	return nil
+}
+
+// ensureBrowser starts the browser on first use.
+func (r *Registry) ensureBrowser() (*browser, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if r.browser == nil {
+		b, err := startBrowser(r.opts, r.ifaces)
+		if err != nil {
+			return nil, err
+		}
+		r.browser = b
+	}
+	return r.browser, nil
+}
+
+// GetService returns the nodes of a service seen on the network. On first
+// use it waits for the answers to the browser's first query.
+func (r *Registry) GetService(ctx context.Context, name string) ([]*resolver.Service, error) {
+	b, err := r.ensureBrowser()
+	if err != nil {
+		return nil, err
+	}
+	if err := b.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	nodes := b.nodes(name)
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("%w: %q on mDNS (%s)", resolver.ErrNotFound, name, ifaceNames(r.ifaces))
+	}
+	byVersion := map[string]*resolver.Service{}
+	for _, s := range nodes {
+		v, ok := byVersion[s.Version]
+		if !ok {
+			v = s.Clone()
+			v.Nodes = nil
+			byVersion[s.Version] = v
+		}
+		v.Nodes = append(v.Nodes, s.Nodes[0])
+	}
+	out := make([]*resolver.Service, 0, len(byVersion))
+	for _, k := range slices.Sorted(maps.Keys(byVersion)) {
+		resolver.SortNodes(byVersion[k].Nodes)
+		out = append(out, byVersion[k])
+	}
+	return out, nil
+}
+
+// ListServices lists the services seen, without nodes.
+func (r *Registry) ListServices(ctx context.Context) ([]*resolver.Service, error) {
+	b, err := r.ensureBrowser()
+	if err != nil {
+		return nil, err
+	}
+	if err := b.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	var out []*resolver.Service
+	for _, n := range b.serviceNames() {
+		out = append(out, &resolver.Service{Name: n})
+	}
+	return out, nil
+}
+
+// Watch reports changes to the nodes seen on the network.
+func (r *Registry) Watch(ctx context.Context, opts ...resolver.WatchOption) (resolver.Watcher, error) {
+	b, err := r.ensureBrowser()
+	if err != nil {
+		return nil, err
+	}
+	return b.watch(ctx, resolver.NewWatchOptions(opts...).Service), nil
+}
+
+// Close sends goodbyes for the nodes still registered and stops browsing.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	servers := r.servers
+	r.servers = nil
+	b := r.browser
+	r.mu.Unlock()
+	for _, a := range servers {
+		a.server.Shutdown()
+	}
+	if b != nil {
+		b.close()
+	}
+	return nil
+}
+
+func ifaceNames(ifaces []net.Interface) string {
+	var n []string
+	for _, i := range ifaces {
+		n = append(n, i.Name)
+	}
+	return "interfaces " + strings.Join(n, ",")
+}
