@@ -23,7 +23,11 @@ const Timeout = 60 * time.Second
 // into a temporary directory and returns the binary's path.
 func Build(t *testing.T, pkg string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	name := filepath.Base(pkg)
+	if name == "." || name == "/" {
+		name = "main"
+	}
+	bin := filepath.Join(t.TempDir(), name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*Timeout)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg).CombinedOutput()

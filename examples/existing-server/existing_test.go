@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+
+	"github.com/microgrpc/microgrpc/internal/exampletest"
+	"github.com/microgrpc/microgrpc/internal/netns"
+	"github.com/microgrpc/microgrpc/micro"
+	pb "github.com/microgrpc/microgrpc/proto/greeter"
+	"github.com/microgrpc/microgrpc/resolver"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(netns.Main(m, func(m *testing.M) int {
+		goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/grandcat/zeroconf.(*Server).probe"))
+		return 0
+	}))
+}
+
+// The existing server, wrapped, is found by name through the default
+// registry, answers through its own handler and interceptor, and is gone
+// from the registry once it stops.
+func TestExistingServerFoundThroughRegistry(t *testing.T) {
+	server := exampletest.Start(t, exampletest.Build(t, "."), nil)
+	server.WaitFor("service started")
+
+	client := micro.NewService(micro.WithName("client"))
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rsp, err := pb.NewGreeterClient(client.Dial("legacy-greeter")).Hello(ctx, &pb.Request{Name: "John"}, grpc.WaitForReady(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rsp.GetMsg() != "Hello John from an existing server" {
+		t.Fatalf("got %q", rsp.GetMsg())
+	}
+	server.WaitFor("/greeter.Greeter/Hello") // its own logging interceptor ran
+	if err := server.Stop(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, server.Output())
+	}
+	for {
+		_, err := client.Registry().GetService(ctx, "legacy-greeter")
+		if errors.Is(err, resolver.ErrNotFound) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("still registered after shutdown: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(server.Output(), "service stopped") {
+		t.Fatalf("output:\n%s", server.Output())
+	}
+}
