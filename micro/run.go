@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/microgrpc/microgrpc/internal/addr"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -70,26 +71,26 @@ func (s *Service) Run() error {
 			return fmt.Errorf("micro: listen on %q: %w", s.opts.address, err)
 		}
 	}
-	addr, err := advertiseAddress(s.opts.advertise, lis.Addr())
+	advertised, err := addr.Advertise(s.opts.advertise, lis.Addr())
 	if err != nil {
 		lis.Close()
 		return err
 	}
 	s.mu.Lock()
-	s.address = addr
+	s.address = advertised
 	s.mu.Unlock()
 
 	s.installStandardServices()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.server.Serve(lis) }()
 
-	rg := &registration{svc: s, reg: reg, addr: addr}
+	rg := &registration{svc: s, reg: reg, addr: advertised}
 	if err := rg.first(ctx); err != nil {
 		s.server.Stop()
 		<-serveErr
 		return err
 	}
-	log.Info("micro: service started", "address", addr, "registry", reg.String())
+	log.Info("micro: service started", "address", advertised, "registry", reg.String())
 	for _, h := range s.opts.afterStart {
 		if err := h(ctx); err != nil {
 			log.Error("micro: after-start hook failed", "error", err)

@@ -1,0 +1,243 @@
+// Package broker is microgrpc's asynchronous messaging: the [Broker]
+// interface that pub/sub plugins implement, and the byte-level [Message]
+// they carry. Encoding (by content-type), typed handlers and metadata are
+// the micro package's job (micro.NewPublisher, micro.RegisterSubscriber);
+// a Broker only moves headers and bytes.
+//
+// Implementations: broker/http (the default: point-to-point HTTP between
+// the processes, subscribers found through the service registry, no extra
+// server), broker/nats, and broker/memory for tests and single-process
+// programs.
+//
+// # Delivery
+//
+// Publish delivers a message to every subscriber of its topic, except that
+// the subscribers sharing a queue group get one copy between them (a
+// randomly chosen member; another one if it fails). Publishing to a topic
+// nobody subscribes to is not an error. Where the transport can tell
+// (http, memory), Publish returns nil only once every subscriber (and one
+// member of every queue group) handled the message, that is, its handler
+// returned nil (and, with DisableAutoAck, called Ack); otherwise it returns
+// an error wrapping ErrNotDelivered that names the topic and the subscriber
+// or group. NATS core cannot tell: there Publish returns once the NATS
+// server has the message.
+//
+// # Errors
+//
+// Callers match errors with errors.Is: ErrNotConnected, ErrClosed,
+// ErrMessageTooLarge, ErrInvalidTopic, ErrNotDelivered.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"unicode"
+)
+
+// Errors every Broker reports the same way.
+var (
+	ErrNotConnected    = errors.New("broker: not connected")
+	ErrClosed          = errors.New("broker: closed")
+	ErrMessageTooLarge = errors.New("broker: message too large")
+	ErrInvalidTopic    = errors.New("broker: invalid topic")
+	// ErrNotDelivered wraps a delivery that no subscriber (or no member of
+	// a queue group) accepted, including handler errors.
+	ErrNotDelivered = errors.New("broker: message not delivered")
+)
+
+// DefaultMaxMessageSize is the largest body a broker accepts unless told
+// otherwise; it is NATS's default max_payload.
+const DefaultMaxMessageSize = 1 << 20
+
+// Message is what a broker carries: headers (keys lower case, like gRPC
+// metadata) and an opaque body.
+type Message struct {
+	Header map[string]string
+	Body   []byte
+}
+
+// Clone returns a copy of m that shares nothing with it.
+func (m *Message) Clone() *Message {
+	return &Message{Header: maps.Clone(m.Header), Body: append([]byte(nil), m.Body...)}
+}
+
+// Size is the message's size as limits count it: body plus headers.
+func (m *Message) Size() int {
+	n := len(m.Body)
+	for k, v := range m.Header {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// Event is one delivery of a message to a subscriber.
+type Event interface {
+	Topic() string
+	Message() *Message
+	// Ack acknowledges the delivery. With auto-ack (the default) returning
+	// nil from the handler acknowledges it; with DisableAutoAck the handler
+	// must call Ack as well.
+	Ack() error
+}
+
+// Handler handles one event. It may be called concurrently. Returning an
+// error refuses the delivery (the http and memory brokers then report it to
+// the publisher or try another queue member).
+type Handler func(ctx context.Context, e Event) error
+
+// Subscriber is a live subscription.
+type Subscriber interface {
+	Topic() string
+	Queue() string
+	// Unsubscribe stops deliveries and waits, within ctx, for the handler
+	// calls in progress.
+	Unsubscribe(ctx context.Context) error
+}
+
+// Broker moves messages between publishers and subscribers. It is safe for
+// concurrent use.
+type Broker interface {
+	// Connect makes the broker ready (listens, dials). It is idempotent.
+	Connect(ctx context.Context) error
+	// Disconnect unsubscribes everything, waits within ctx for handlers in
+	// progress (draining), and releases the broker's resources. A
+	// disconnected broker cannot be connected again.
+	Disconnect(ctx context.Context) error
+	// Publish sends m to the subscribers of topic (see the package doc for
+	// what a nil error promises).
+	Publish(ctx context.Context, topic string, m *Message, opts ...PublishOption) error
+	// Subscribe calls h for each message published to topic.
+	Subscribe(topic string, h Handler, opts ...SubscribeOption) (Subscriber, error)
+	// Address is where the broker can be reached, or "".
+	Address() string
+	// String names the implementation ("http", "nats", "memory").
+	String() string
+}
+
+// PublishOptions are the settings of one Publish.
+type PublishOptions struct {
+	// Header is merged over the message's own headers.
+	Header map[string]string
+}
+
+// PublishOption sets a PublishOptions field.
+type PublishOption func(*PublishOptions)
+
+// WithHeader adds a header to the published message.
+func WithHeader(key, value string) PublishOption {
+	return func(o *PublishOptions) {
+		if o.Header == nil {
+			o.Header = map[string]string{}
+		}
+		o.Header[strings.ToLower(key)] = value
+	}
+}
+
+// NewPublishOptions applies opts.
+func NewPublishOptions(opts ...PublishOption) PublishOptions {
+	var o PublishOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// Prepare returns the message to send: m with the options' headers merged
+// in and header keys lower-cased.
+func (o PublishOptions) Prepare(m *Message) *Message {
+	out := &Message{Header: make(map[string]string, len(m.Header)+len(o.Header)), Body: m.Body}
+	for k, v := range m.Header {
+		out.Header[strings.ToLower(k)] = v
+	}
+	for k, v := range o.Header {
+		out.Header[strings.ToLower(k)] = v
+	}
+	return out
+}
+
+// SubscribeOptions are the settings of one Subscribe.
+type SubscribeOptions struct {
+	// Queue, when set, makes the subscriber a member of a queue group:
+	// each message goes to one member of the group.
+	Queue string
+	// AutoAck is true unless DisableAutoAck was given.
+	AutoAck bool
+}
+
+// SubscribeOption sets a SubscribeOptions field.
+type SubscribeOption func(*SubscribeOptions)
+
+// Queue puts the subscriber in a queue group.
+func Queue(name string) SubscribeOption { return func(o *SubscribeOptions) { o.Queue = name } }
+
+// DisableAutoAck requires handlers to call Event.Ack.
+func DisableAutoAck() SubscribeOption { return func(o *SubscribeOptions) { o.AutoAck = false } }
+
+// NewSubscribeOptions applies opts to the defaults.
+func NewSubscribeOptions(opts ...SubscribeOption) SubscribeOptions {
+	o := SubscribeOptions{AutoAck: true}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// ValidateTopic checks a topic: not empty, no spaces, no '/' (topics are
+// also registry names), no NATS wildcards.
+func ValidateTopic(topic string) error {
+	switch {
+	case topic == "":
+		return fmt.Errorf("%w: empty", ErrInvalidTopic)
+	case strings.ContainsAny(topic, "/*>"):
+		return fmt.Errorf("%w: %q contains '/', '*' or '>'", ErrInvalidTopic, topic)
+	case strings.IndexFunc(topic, unicode.IsSpace) >= 0:
+		return fmt.Errorf("%w: %q contains white space", ErrInvalidTopic, topic)
+	}
+	return nil
+}
+
+// CheckSize returns an ErrMessageTooLarge error when m exceeds limit.
+func CheckSize(topic string, m *Message, limit int) error {
+	if limit > 0 && m.Size() > limit {
+		return fmt.Errorf("%w: %d bytes to %q, limit %d", ErrMessageTooLarge, m.Size(), topic, limit)
+	}
+	return nil
+}
+
+// NewEvent returns an Event for a delivery; ack is called by Ack (nil:
+// Ack does nothing). Brokers use it.
+func NewEvent(topic string, m *Message, ack func() error) Event {
+	return &event{topic: topic, m: m, ack: ack}
+}
+
+type event struct {
+	topic string
+	m     *Message
+	ack   func() error
+}
+
+func (e *event) Topic() string     { return e.topic }
+func (e *event) Message() *Message { return e.m }
+func (e *event) Ack() error {
+	if e.ack == nil {
+		return nil
+	}
+	return e.ack()
+}
+
+// Invoke runs h for one delivery and applies the ack rule: the delivery is
+// acknowledged when h returns nil and, without auto-ack, called Ack.
+func Invoke(ctx context.Context, h Handler, topic string, m *Message, autoAck bool) error {
+	acked := false
+	ev := NewEvent(topic, m, func() error { acked = true; return nil })
+	if err := h(ctx, ev); err != nil {
+		return err
+	}
+	if !autoAck && !acked {
+		return errors.New("handler returned without calling Ack")
+	}
+	return nil
+}
