@@ -1,0 +1,302 @@
+// Package nats is the NATS broker: github.com/nats-io/nats.go v1.55.0 on
+// NATS core. Queue groups are NATS queue subscriptions; headers
+// (content-type, metadata) travel as NATS headers; reconnects are handled
+// by nats.go and logged here; Disconnect drains (subscriptions finish the
+// messages they have, publishes are flushed).
+//
+// NATS core is at-most-once: Publish returns once the server has the
+// message (it flushes), and a handler's error cannot reach the publisher;
+// it is logged. "Ack" here means the handler returned nil (and, with
+// DisableAutoAck, called Ack); a refused message is logged with its topic.
+//
+// Select it with MICRO_BROKER=nats and MICRO_BROKER_ADDRESS=nats://host:4222.
+package nats
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+
+	"github.com/microgrpc/microgrpc/broker"
+)
+
+// Name is the broker's name.
+const Name = "nats"
+
+// EnvAddress holds comma-separated NATS URLs.
+const EnvAddress = "MICRO_BROKER_ADDRESS"
+
+// URLsFromEnv returns the URLs in $MICRO_BROKER_ADDRESS, or nil.
+func URLsFromEnv(lookup func(string) (string, bool)) []string {
+	v, _ := lookup(EnvAddress)
+	var out []string
+	for _, u := range strings.Split(v, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+type options struct {
+	urls           []string
+	tls            *tls.Config
+	user, password string
+	token          string
+	credsFile      string
+	connectTimeout time.Duration
+	logger         *slog.Logger
+}
+
+// Option configures NewBroker.
+type Option func(*options)
+
+// WithURLs sets the server URLs (default nats://127.0.0.1:4222).
+func WithURLs(urls ...string) Option { return func(o *options) { o.urls = urls } }
+
+// WithTLS sets the TLS configuration.
+func WithTLS(c *tls.Config) Option { return func(o *options) { o.tls = c } }
+
+// WithUserPassword authenticates with a user and password.
+func WithUserPassword(user, password string) Option {
+	return func(o *options) { o.user, o.password = user, password }
+}
+
+// WithToken authenticates with a token.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithCredentialsFile authenticates with a NATS .creds file.
+func WithCredentialsFile(path string) Option { return func(o *options) { o.credsFile = path } }
+
+// WithConnectTimeout bounds connecting.
+func WithConnectTimeout(d time.Duration) Option { return func(o *options) { o.connectTimeout = d } }
+
+// WithLogger sets the logger for reconnects and refused messages.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// NewBroker returns a NATS broker; Connect dials.
+func NewBroker(opts ...Option) broker.Broker {
+	o := options{urls: []string{natsgo.DefaultURL}, connectTimeout: 5 * time.Second, logger: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &natsBroker{opts: o}
+}
+
+type natsBroker struct {
+	opts options
+
+	mu     sync.Mutex
+	nc     *natsgo.Conn
+	closed bool
+	subs   map[*subscription]struct{}
+}
+
+func (b *natsBroker) String() string { return Name }
+
+func (b *natsBroker) Address() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.nc == nil {
+		return ""
+	}
+	return b.nc.ConnectedUrlRedacted()
+}
+
+func (b *natsBroker) Connect(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.closed:
+		return broker.ErrClosed
+	case b.nc != nil:
+		return nil
+	}
+	log := b.opts.logger
+	nopts := []natsgo.Option{
+		natsgo.Name("microgrpc"),
+		natsgo.Timeout(b.opts.connectTimeout),
+		natsgo.MaxReconnects(-1),
+		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
+			if err != nil {
+				log.Warn("nats broker: disconnected", "error", err)
+			}
+		}),
+		natsgo.ReconnectHandler(func(nc *natsgo.Conn) { log.Info("nats broker: reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		natsgo.ErrorHandler(func(_ *natsgo.Conn, s *natsgo.Subscription, err error) {
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			log.Error("nats broker: async error", "subject", subj, "error", err)
+		}),
+	}
+	if b.opts.tls != nil {
+		nopts = append(nopts, natsgo.Secure(b.opts.tls))
+	}
+	if b.opts.user != "" {
+		nopts = append(nopts, natsgo.UserInfo(b.opts.user, b.opts.password))
+	}
+	if b.opts.token != "" {
+		nopts = append(nopts, natsgo.Token(b.opts.token))
+	}
+	if b.opts.credsFile != "" {
+		nopts = append(nopts, natsgo.UserCredentials(b.opts.credsFile))
+	}
+	nc, err := natsgo.Connect(strings.Join(b.opts.urls, ","), nopts...)
+	if err != nil {
+		return fmt.Errorf("nats broker: connect to %v: %w", b.opts.urls, err)
+	}
+	b.nc = nc
+	b.subs = map[*subscription]struct{}{}
+	return nil
+}
+
+// Disconnect drains: subscriptions stop taking messages and finish the
+// ones they hold, pending publishes are flushed, then the connection
+// closes; bounded by ctx.
+func (b *natsBroker) Disconnect(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	nc := b.nc
+	b.mu.Unlock()
+	if nc == nil {
+		return nil
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*natsgo.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return fmt.Errorf("nats broker: drain: %w", err)
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-ctx.Done():
+		nc.Close()
+		return fmt.Errorf("nats broker: drain: %w", ctx.Err())
+	}
+}
+
+func (b *natsBroker) conn() (*natsgo.Conn, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.closed:
+		return nil, broker.ErrClosed
+	case b.nc == nil:
+		return nil, broker.ErrNotConnected
+	}
+	return b.nc, nil
+}
+
+// Publish sends m and flushes, so that a nil error means the NATS server
+// has it.
+func (b *natsBroker) Publish(ctx context.Context, topic string, m *broker.Message, opts ...broker.PublishOption) error {
+	if err := broker.ValidateTopic(topic); err != nil {
+		return err
+	}
+	nc, err := b.conn()
+	if err != nil {
+		return err
+	}
+	msg := broker.NewPublishOptions(opts...).Prepare(m)
+	if err := broker.CheckSize(topic, msg, int(nc.MaxPayload())); err != nil {
+		return err
+	}
+	nm := &natsgo.Msg{Subject: topic, Data: msg.Body, Header: natsgo.Header{}}
+	for k, v := range msg.Header {
+		nm.Header.Set(k, v)
+	}
+	if err := nc.PublishMsg(nm); err != nil {
+		if errors.Is(err, natsgo.ErrMaxPayload) {
+			return fmt.Errorf("%w: %v", broker.ErrMessageTooLarge, err)
+		}
+		return fmt.Errorf("nats broker: publish to %q: %w", topic, err)
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("nats broker: flush publish to %q: %w", topic, err)
+	}
+	return nil
+}
+
+type subscription struct {
+	b     *natsBroker
+	topic string
+	opts  broker.SubscribeOptions
+	sub   *natsgo.Subscription
+}
+
+func (s *subscription) Topic() string { return s.topic }
+func (s *subscription) Queue() string { return s.opts.Queue }
+
+// Unsubscribe drains the subscription: it stops taking messages and
+// finishes those it holds, within ctx.
+func (s *subscription) Unsubscribe(ctx context.Context) error {
+	if err := s.sub.Drain(); err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) && !errors.Is(err, natsgo.ErrBadSubscription) {
+		return err
+	}
+	for s.sub.IsValid() {
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("nats broker: unsubscribe %q: %w", s.topic, ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.SubscribeOption) (broker.Subscriber, error) {
+	if err := broker.ValidateTopic(topic); err != nil {
+		return nil, err
+	}
+	nc, err := b.conn()
+	if err != nil {
+		return nil, err
+	}
+	s := &subscription{b: b, topic: topic, opts: broker.NewSubscribeOptions(opts...)}
+	cb := func(nm *natsgo.Msg) {
+		m := &broker.Message{Header: make(map[string]string, len(nm.Header)), Body: nm.Data}
+		for k := range nm.Header {
+			m.Header[strings.ToLower(k)] = nm.Header.Get(k)
+		}
+		if err := broker.Invoke(context.Background(), h, topic, m, s.opts.AutoAck); err != nil {
+			b.opts.logger.Warn("nats broker: handler refused a message", "topic", topic, "queue", s.opts.Queue,
+				"content_type", m.Header["content-type"], "error", err)
+		}
+	}
+	if s.opts.Queue != "" {
+		s.sub, err = nc.QueueSubscribe(topic, s.opts.Queue, cb)
+	} else {
+		s.sub, err = nc.Subscribe(topic, cb)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nats broker: subscribe to %q: %w", topic, err)
+	}
+	// Make sure the server knows the subscription before Subscribe returns,
+	// so that a publish right after it is not missed.
+	if err := nc.Flush(); err != nil {
+		s.sub.Unsubscribe()
+		return nil, fmt.Errorf("nats broker: subscribe to %q: %w", topic, err)
+	}
+	return s, nil
+}

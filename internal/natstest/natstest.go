@@ -1,0 +1,31 @@
+// Package natstest starts a real NATS server in-process for tests
+// (github.com/nats-io/nats-server/v2/server) on 127.0.0.1 with a free port.
+package natstest
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Start starts a server and waits until it accepts connections. Call
+// Shutdown on it when done.
+func Start() (*server.Server, error) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		return nil, fmt.Errorf("natstest: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("natstest: server not ready after 10s")
+	}
+	return s, nil
+}
+
+// Stop shuts s down and waits for it.
+func Stop(s *server.Server) {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
