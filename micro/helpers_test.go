@@ -52,6 +52,17 @@ func startService(t *testing.T, reg resolver.Registry, name string, opts ...micr
 // startServiceHook is startService with a hook run by every Hello.
 func startServiceHook(t *testing.T, reg resolver.Registry, name string, hook func(context.Context, *pb.Request) error, opts ...micro.Option) *running {
 	t.Helper()
+	return startServiceFull(t, reg, name, hook, nil, opts...)
+}
+
+// startServiceWithSetup runs setup on the service before it starts.
+func startServiceWithSetup(t *testing.T, reg resolver.Registry, name string, setup func(*micro.Service), opts ...micro.Option) *running {
+	t.Helper()
+	return startServiceFull(t, reg, name, nil, setup, opts...)
+}
+
+func startServiceFull(t *testing.T, reg resolver.Registry, name string, hook func(context.Context, *pb.Request) error, setup func(*micro.Service), opts ...micro.Option) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{})
 	all := append([]micro.Option{
@@ -66,6 +77,9 @@ func startServiceHook(t *testing.T, reg resolver.Registry, name string, hook fun
 	}, opts...)
 	svc := micro.NewService(all...)
 	pb.RegisterGreeterServer(svc.Server(), &greetertest.Server{Node: svc.ID(), Hook: hook})
+	if setup != nil {
+		setup(svc)
+	}
 	r := &running{svc: svc, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		r.err = svc.Run()

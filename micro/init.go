@@ -122,9 +122,39 @@ func (s *Service) apply(v envconfig.Values) error {
 	return s.applyPlugins(v)
 }
 
-// applyPlugins switches registry (and broker) when the operator named one
+// applyPlugins switches registry and broker when the operator named one
 // or gave addresses. Addresses alone reconfigure the plugin already chosen.
 func (s *Service) applyPlugins(v envconfig.Values) error {
+	if err := s.applyRegistry(v); err != nil {
+		return err
+	}
+	return s.applyBroker(v)
+}
+
+func (s *Service) applyBroker(v envconfig.Values) error {
+	name, named := v[envconfig.Broker]
+	_, addressed := v[envconfig.BrokerAddress]
+	if !named && !addressed {
+		return nil
+	}
+	s.mu.Lock()
+	if !named {
+		name = s.opts.brokerName
+		if s.brk != nil {
+			name = s.brk.String()
+		}
+	}
+	s.opts.broker = nil
+	s.opts.brokerName = name
+	s.opts.brokerAddrs = v.List(envconfig.BrokerAddress)
+	s.brk, s.brkErr, s.ownsBroker = nil, nil, false
+	s.mu.Unlock()
+	// Make it now so that a wrong name fails here, at Init.
+	_, err := s.broker()
+	return err
+}
+
+func (s *Service) applyRegistry(v envconfig.Values) error {
 	name, named := v[envconfig.Registry]
 	_, addressed := v[envconfig.RegistryAddress]
 	if !named && !addressed {

@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/microgrpc/microgrpc/broker"
+	"github.com/microgrpc/microgrpc/interceptors"
 	"github.com/microgrpc/microgrpc/plugins/builtin"
 	"github.com/microgrpc/microgrpc/resolver"
 )
@@ -35,38 +37,42 @@ type Hook func(ctx context.Context) error
 type RegisterCheck func(ctx context.Context) error
 
 type options struct {
-	name, version, id   string
-	idSuffix            string
-	address, advertise  string
-	listener            net.Listener
-	metadata            map[string]string
-	registry            resolver.Registry
-	registryName        string
-	registryAddrs       []string
-	registerTTL         time.Duration
-	registerInterval    time.Duration
-	registerCheck       RegisterCheck
-	deregisterWait      time.Duration
-	grace               time.Duration
-	serverOpts          []grpc.ServerOption
-	grpcServer          *grpc.Server
-	dialOpts            []grpc.DialOption
-	unaryServer         []grpc.UnaryServerInterceptor
-	streamServer        []grpc.StreamServerInterceptor
-	unaryClient         []grpc.UnaryClientInterceptor
-	streamClient        []grpc.StreamClientInterceptor
-	beforeStart         []Hook
-	afterStart          []Hook
-	beforeStop          []Hook
-	afterStop           []Hook
-	ctx                 context.Context
-	signal              bool
-	health, reflection  bool
-	strictCodec         bool
-	resolverGracePeriod time.Duration
-	requestTimeout      time.Duration
-	retries             *int // nil: the balancer's default
-	logger              *slog.Logger
+	name, version, id      string
+	idSuffix               string
+	address, advertise     string
+	listener               net.Listener
+	metadata               map[string]string
+	registry               resolver.Registry
+	registryName           string
+	broker                 broker.Broker
+	brokerName             string
+	brokerAddrs            []string
+	subscriberInterceptors []interceptors.SubscriberInterceptor
+	registryAddrs          []string
+	registerTTL            time.Duration
+	registerInterval       time.Duration
+	registerCheck          RegisterCheck
+	deregisterWait         time.Duration
+	grace                  time.Duration
+	serverOpts             []grpc.ServerOption
+	grpcServer             *grpc.Server
+	dialOpts               []grpc.DialOption
+	unaryServer            []grpc.UnaryServerInterceptor
+	streamServer           []grpc.StreamServerInterceptor
+	unaryClient            []grpc.UnaryClientInterceptor
+	streamClient           []grpc.StreamClientInterceptor
+	beforeStart            []Hook
+	afterStart             []Hook
+	beforeStop             []Hook
+	afterStop              []Hook
+	ctx                    context.Context
+	signal                 bool
+	health, reflection     bool
+	strictCodec            bool
+	resolverGracePeriod    time.Duration
+	requestTimeout         time.Duration
+	retries                *int // nil: the balancer's default
+	logger                 *slog.Logger
 }
 
 func defaultOptions() options {
@@ -74,6 +80,7 @@ func defaultOptions() options {
 		idSuffix:            randomSuffix(),
 		address:             DefaultAddress,
 		registryName:        builtin.DefaultRegistry,
+		brokerName:          builtin.DefaultBroker,
 		registerTTL:         DefaultRegisterTTL,
 		registerInterval:    DefaultRegisterInterval,
 		deregisterWait:      DefaultDeregisterWait,
@@ -138,6 +145,28 @@ func WithRegistryPlugin(name string, addrs ...string) Option {
 		o.registryName = name
 		o.registryAddrs = addrs
 	}
+}
+
+// WithBroker sets the broker for Publish and RegisterSubscriber. The
+// caller keeps ownership: the service unsubscribes its subscriptions but
+// does not disconnect it.
+func WithBroker(b broker.Broker) Option { return func(o *options) { o.broker = b } }
+
+// WithBrokerPlugin makes the service use the broker plugin called name
+// (http, nats, memory, or a third-party one) with the given addresses; the
+// service makes it on first use and disconnects it when it stops.
+func WithBrokerPlugin(name string, addrs ...string) Option {
+	return func(o *options) {
+		o.broker = nil
+		o.brokerName = name
+		o.brokerAddrs = addrs
+	}
+}
+
+// WithSubscriberInterceptors adds subscriber wrappers; the first given is
+// the outermost (go-micro's WrapSubscriber order).
+func WithSubscriberInterceptors(i ...interceptors.SubscriberInterceptor) Option {
+	return func(o *options) { o.subscriberInterceptors = append(o.subscriberInterceptors, i...) }
 }
 
 // WithRegisterTTL sets how long a registration lives without a heartbeat.

@@ -90,6 +90,12 @@ func (s *Service) Run() error {
 		<-serveErr
 		return err
 	}
+	if err := s.startSubscriptions(ctx); err != nil {
+		rg.deregister(context.WithoutCancel(ctx))
+		s.server.Stop()
+		<-serveErr
+		return err
+	}
 	log.Info("micro: service started", "address", advertised, "registry", reg.String())
 	for _, h := range s.opts.afterStart {
 		if err := h(ctx); err != nil {
@@ -128,6 +134,9 @@ func (s *Service) Run() error {
 	hbWG.Wait()
 	rg.deregister(stopCtx)
 	sleepCtx(stopCtx, s.opts.deregisterWait)
+	drainCtx, cancelDrain := context.WithTimeout(stopCtx, s.opts.grace)
+	s.stopSubscriptions(drainCtx)
+	cancelDrain()
 	s.gracefulStop()
 	<-serveErr
 	s.Close()
@@ -159,8 +168,8 @@ func (s *Service) gracefulStop() {
 	}
 }
 
-// Close closes the connections made by Dial and, when the service made its
-// own registry, that registry. Run calls it on the way out; a service used
+// Close closes the connections made by Dial and, when the service made
+// them, its broker and its registry. Run calls it on the way out; a service used
 // only as a client calls it when done. It is idempotent.
 func (s *Service) Close() error {
 	s.mu.Lock()
@@ -175,6 +184,11 @@ func (s *Service) Close() error {
 	var errs []error
 	for _, cc := range conns {
 		errs = append(errs, cc.Close())
+	}
+	if s.brk != nil && s.ownsBroker {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.grace)
+		errs = append(errs, s.brk.Disconnect(ctx))
+		cancel()
 	}
 	if c, ok := s.reg.(io.Closer); ok && s.ownsRegistry {
 		errs = append(errs, c.Close())

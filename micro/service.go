@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 
+	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/resolver"
 )
@@ -35,6 +36,13 @@ type Service struct {
 	reg          resolver.Registry
 	regErr       error
 	ownsRegistry bool
+	// brk is the broker: the one given with WithBroker, or one made from
+	// the broker plugin on first use (ownsBroker: the service disconnects
+	// it when it stops).
+	brk        broker.Broker
+	brkErr     error
+	ownsBroker bool
+	subs       []*subscription
 
 	running  bool
 	closed   bool
@@ -55,6 +63,7 @@ func NewService(opts ...Option) *Service {
 	}
 	s := &Service{opts: o, conns: map[string]*grpc.ClientConn{}, metaWake: make(chan struct{}, 1)}
 	s.reg = o.registry
+	s.brk = o.broker
 	s.server = o.grpcServer
 	if s.server == nil {
 		s.server = grpc.NewServer(s.serverOptions()...)

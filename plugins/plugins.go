@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -32,6 +33,11 @@ var ErrUnknownPlugin = errors.New("plugins: unknown plugin")
 // --registry_address / MICRO_REGISTRY_ADDRESS (empty for the plugin's own
 // default or environment).
 type RegistryFactory func(addrs []string) (resolver.Registry, error)
+
+// BrokerFactory makes a broker. addrs come from --broker_address /
+// MICRO_BROKER_ADDRESS; reg is the service's registry, for brokers that
+// find their peers through it (the http broker does).
+type BrokerFactory func(addrs []string, reg resolver.Registry) (broker.Broker, error)
 
 type table[F any] struct {
 	kind string
@@ -73,6 +79,7 @@ func (t *table[F]) namesLocked() []string { return slices.Sorted(maps.Keys(t.m))
 
 var (
 	registries = &table[RegistryFactory]{kind: "registry", m: map[string]RegistryFactory{}}
+	brokers    = &table[BrokerFactory]{kind: "broker", m: map[string]BrokerFactory{}}
 )
 
 // RegisterRegistry adds a registry plugin under name.
@@ -97,3 +104,26 @@ func NewRegistry(name string, addrs []string) (resolver.Registry, error) {
 
 // Registries lists the registry plugin names.
 func Registries() []string { return registries.names() }
+
+// RegisterBroker adds a broker plugin under name.
+//
+// NOTE: this must only be called during initialization time (i.e. in an
+// init() function), and panics when name is taken.
+func RegisterBroker(name string, f BrokerFactory) { brokers.register(name, f) }
+
+// NewBroker makes a broker with the plugin called name; reg is the
+// service's registry.
+func NewBroker(name string, addrs []string, reg resolver.Registry) (broker.Broker, error) {
+	f, err := brokers.get(name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := f(addrs, reg)
+	if err != nil {
+		return nil, fmt.Errorf("plugins: broker %q: %w", name, err)
+	}
+	return b, nil
+}
+
+// Brokers lists the broker plugin names.
+func Brokers() []string { return brokers.names() }

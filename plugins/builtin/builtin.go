@@ -6,6 +6,13 @@
 package builtin
 
 import (
+	"errors"
+	"os"
+
+	"github.com/microgrpc/microgrpc/broker"
+	httpbroker "github.com/microgrpc/microgrpc/broker/http"
+	memorybroker "github.com/microgrpc/microgrpc/broker/memory"
+	natsbroker "github.com/microgrpc/microgrpc/broker/nats"
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/etcd"
@@ -30,6 +37,35 @@ const (
 )
 
 func init() {
+	// http: the address, if any, is where its subscriber endpoint listens.
+	plugins.RegisterBroker(BrokerHTTP, func(addrs []string, reg resolver.Registry) (broker.Broker, error) {
+		if reg == nil {
+			return nil, errors.New("the http broker needs the service's registry")
+		}
+		opts := []httpbroker.Option{httpbroker.WithRegistry(reg)}
+		if len(addrs) > 0 {
+			opts = append(opts, httpbroker.WithAddress(addrs[0]))
+		}
+		return httpbroker.NewBroker(opts...), nil
+	})
+	// nats: the addresses are server URLs; none means
+	// $MICRO_BROKER_ADDRESS or nats://127.0.0.1:4222.
+	plugins.RegisterBroker(BrokerNATS, func(addrs []string, _ resolver.Registry) (broker.Broker, error) {
+		if len(addrs) == 0 {
+			addrs = natsbroker.URLsFromEnv(os.LookupEnv)
+		}
+		var opts []natsbroker.Option
+		if len(addrs) > 0 {
+			opts = append(opts, natsbroker.WithURLs(addrs...))
+		}
+		return natsbroker.NewBroker(opts...), nil
+	})
+	// memory: in-process; each service gets its own unless one is shared
+	// with micro.WithBroker.
+	plugins.RegisterBroker(BrokerMemory, func([]string, resolver.Registry) (broker.Broker, error) {
+		return memorybroker.NewBroker(), nil
+	})
+
 	// A memory registry lives in one process: addresses make no sense for it.
 	plugins.RegisterRegistry(RegistryMemory, func([]string) (resolver.Registry, error) {
 		return memory.NewRegistry(), nil
