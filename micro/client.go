@@ -3,9 +3,7 @@ package micro
 import (
 	"context"
 	"fmt"
-	"slices"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/timeout"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -13,6 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/microgrpc/microgrpc/balancer/randomhash"
+	"github.com/microgrpc/microgrpc/interceptors/timeout"
+	"github.com/microgrpc/microgrpc/interceptors/tracing"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -80,13 +80,23 @@ func (s *Service) dialOptions() []grpc.DialOption {
 		grpc.WithDefaultServiceConfig(s.serviceConfig()),
 	}
 	opts = append(opts, s.opts.dialOpts...)
+	if s.opts.tracing != nil {
+		opts = append(opts, tracing.DialOption(s.opts.tracing))
+	}
 	var unary []grpc.UnaryClientInterceptor
+	var stream []grpc.StreamClientInterceptor
+	if s.metrics != nil {
+		unary = append(unary, s.metrics.UnaryClientInterceptor())
+		stream = append(stream, s.metrics.StreamClientInterceptor())
+	}
 	if s.opts.requestTimeout > 0 {
 		unary = append(unary, timeout.UnaryClientInterceptor(s.opts.requestTimeout))
+		stream = append(stream, timeout.StreamClientInterceptor(s.opts.requestTimeout))
 	}
 	unary = append(unary, s.opts.unaryClient...)
 	unary = append(unary, randomhash.UnaryClientInterceptor())
-	stream := append(slices.Clone(s.opts.streamClient), randomhash.StreamClientInterceptor())
+	stream = append(stream, s.opts.streamClient...)
+	stream = append(stream, randomhash.StreamClientInterceptor())
 	return append(opts, grpc.WithChainUnaryInterceptor(unary...), grpc.WithChainStreamInterceptor(stream...))
 }
 

@@ -2,6 +2,8 @@ package micro
 
 import (
 	"context"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"maps"
 	"net"
@@ -48,6 +50,8 @@ type options struct {
 	brokerName             string
 	brokerAddrs            []string
 	subscriberInterceptors []interceptors.SubscriberInterceptor
+	metrics                prometheus.Registerer
+	tracing                trace.TracerProvider
 	registryAddrs          []string
 	registerTTL            time.Duration
 	registerInterval       time.Duration
@@ -168,6 +172,14 @@ func WithBrokerPlugin(name string, addrs ...string) Option {
 func WithSubscriberInterceptors(i ...interceptors.SubscriberInterceptor) Option {
 	return func(o *options) { o.subscriberInterceptors = append(o.subscriberInterceptors, i...) }
 }
+
+// WithMetrics counts server and client calls in Prometheus (through
+// go-grpc-middleware's provider), registered with reg. Off by default.
+func WithMetrics(reg prometheus.Registerer) Option { return func(o *options) { o.metrics = reg } }
+
+// WithTracing traces server and client calls with OpenTelemetry (otelgrpc
+// stats handlers) using tp. Off by default.
+func WithTracing(tp trace.TracerProvider) Option { return func(o *options) { o.tracing = tp } }
 
 // WithRegisterTTL sets how long a registration lives without a heartbeat.
 func WithRegisterTTL(d time.Duration) Option { return func(o *options) { o.registerTTL = d } }

@@ -9,6 +9,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/microgrpc/microgrpc/interceptors/tracing"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -20,11 +21,20 @@ func (s *Service) serverOptions() []grpc.ServerOption {
 		opts = append(opts, strictCodecOption())
 	}
 	opts = append(opts, s.opts.serverOpts...)
-	if len(s.opts.unaryServer) > 0 {
-		opts = append(opts, grpc.ChainUnaryInterceptor(s.opts.unaryServer...))
+	if s.opts.tracing != nil {
+		opts = append(opts, tracing.ServerOption(s.opts.tracing))
 	}
-	if len(s.opts.streamServer) > 0 {
-		opts = append(opts, grpc.ChainStreamInterceptor(s.opts.streamServer...))
+	unary, stream := s.opts.unaryServer, s.opts.streamServer
+	if s.metrics != nil {
+		// Outermost: count every call, also those a wrapper refuses.
+		unary = append([]grpc.UnaryServerInterceptor{s.metrics.UnaryServerInterceptor()}, unary...)
+		stream = append([]grpc.StreamServerInterceptor{s.metrics.StreamServerInterceptor()}, stream...)
+	}
+	if len(unary) > 0 {
+		opts = append(opts, grpc.ChainUnaryInterceptor(unary...))
+	}
+	if len(stream) > 0 {
+		opts = append(opts, grpc.ChainStreamInterceptor(stream...))
 	}
 	return opts
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/microgrpc/microgrpc/broker"
+	"github.com/microgrpc/microgrpc/interceptors/metrics"
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/resolver"
 )
@@ -43,6 +44,8 @@ type Service struct {
 	brkErr     error
 	ownsBroker bool
 	subs       []*subscription
+	metrics    *metrics.Metrics
+	optErr     error // an option that failed in NewService
 
 	running  bool
 	closed   bool
@@ -64,6 +67,14 @@ func NewService(opts ...Option) *Service {
 	s := &Service{opts: o, conns: map[string]*grpc.ClientConn{}, metaWake: make(chan struct{}, 1)}
 	s.reg = o.registry
 	s.brk = o.broker
+	if o.metrics != nil {
+		m, err := metrics.New(o.metrics)
+		if err != nil {
+			s.optErr = fmt.Errorf("micro: metrics: %w", err)
+		} else {
+			s.metrics = m
+		}
+	}
 	s.server = o.grpcServer
 	if s.server == nil {
 		s.server = grpc.NewServer(s.serverOptions()...)
@@ -149,6 +160,9 @@ func (s *Service) SetMetadata(md map[string]string) {
 }
 
 func (s *Service) validate() error {
+	if s.optErr != nil {
+		return s.optErr
+	}
 	if err := resolver.ValidateName(s.opts.name); err != nil {
 		return fmt.Errorf("micro: %w (set one with micro.WithName)", err)
 	}

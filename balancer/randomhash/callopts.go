@@ -107,3 +107,20 @@ func StreamClientInterceptor() grpc.StreamClientInterceptor {
 		return streamer(withCallState(ctx, opts), desc, cc, method, opts...)
 	}
 }
+
+// PickedNode returns the node id the policy picked for the current attempt
+// of the call whose context is ctx (the last one, after retries), or ""
+// when the call has no state from this package's interceptors or no pick
+// was made yet. Stats handlers use it to name the node of each attempt.
+func PickedNode(ctx context.Context) string {
+	cs := callStateFrom(ctx)
+	if cs == nil {
+		return ""
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if len(cs.tried) == 0 {
+		return ""
+	}
+	return cs.tried[len(cs.tried)-1]
+}
