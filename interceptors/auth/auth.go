@@ -15,8 +15,8 @@ import (
 	"errors"
 	"strings"
 
-	mwauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	mwinterceptors "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	mwauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"

@@ -15,7 +15,9 @@ import (
 )
 
 // UnaryServerInterceptor validates requests.
-func UnaryServerInterceptor() grpc.UnaryServerInterceptor { return mwvalidator.UnaryServerInterceptor() }
+func UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return mwvalidator.UnaryServerInterceptor()
+}
 
 // StreamServerInterceptor validates every received message.
 func StreamServerInterceptor() grpc.StreamServerInterceptor {
@@ -23,7 +25,9 @@ func StreamServerInterceptor() grpc.StreamServerInterceptor {
 }
 
 // UnaryClientInterceptor validates requests before they are sent.
-func UnaryClientInterceptor() grpc.UnaryClientInterceptor { return mwvalidator.UnaryClientInterceptor() }
+func UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return mwvalidator.UnaryClientInterceptor()
+}
 
 // Subscriber refuses messages that fail validation.
 func Subscriber() interceptors.SubscriberInterceptor {
