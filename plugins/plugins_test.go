@@ -1,0 +1,54 @@
+package plugins_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/microgrpc/microgrpc/plugins"
+	_ "github.com/microgrpc/microgrpc/plugins/builtin"
+	"github.com/microgrpc/microgrpc/resolver"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestBuiltinNames(t *testing.T) {
+	if got := strings.Join(plugins.Registries(), ","); got != "etcd,mdns,memory" {
+		t.Errorf("registries %s", got)
+	}
+	if got := strings.Join(plugins.Brokers(), ","); got != "http,memory,nats" {
+		t.Errorf("brokers %s", got)
+	}
+}
+
+func TestUnknownNameListsKnownOnes(t *testing.T) {
+	_, err := plugins.NewRegistry("consul", nil)
+	if !errors.Is(err, plugins.ErrUnknownPlugin) || !strings.Contains(err.Error(), "etcd, mdns, memory") {
+		t.Fatalf("NewRegistry(consul) = %v", err)
+	}
+	_, err = plugins.NewBroker("kafka", nil, nil)
+	if !errors.Is(err, plugins.ErrUnknownPlugin) || !strings.Contains(err.Error(), "http, memory, nats") {
+		t.Fatalf("NewBroker(kafka) = %v", err)
+	}
+}
+
+func TestDuplicateRegistrationPanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("registering a taken name did not panic")
+		}
+	}()
+	plugins.RegisterRegistry("memory", func([]string) (resolver.Registry, error) { return nil, nil })
+}
+
+func TestMemoryPlugin(t *testing.T) {
+	r, err := plugins.NewRegistry("memory", nil)
+	if err != nil || r.String() != "memory" {
+		t.Fatal(r, err)
+	}
+	if _, err := plugins.NewBroker("http", nil, nil); err == nil {
+		t.Fatal("http broker without a registry accepted")
+	}
+}
