@@ -242,3 +242,28 @@ func NewWatchOptions(opts ...WatchOption) WatchOptions {
 func SortNodes(nodes []Node) {
 	slices.SortFunc(nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
 }
+
+// GroupByVersion merges services of one name (typically one node each)
+// into one Service per version, nodes sorted by id and versions in order,
+// as GetService returns them. Registries outside this module can use it.
+func GroupByVersion(svcs []*Service) []*Service {
+	byVersion := map[string]*Service{}
+	for _, s := range svcs {
+		v, ok := byVersion[s.Version]
+		if !ok {
+			v = s.Clone()
+			v.Nodes = nil
+			byVersion[s.Version] = v
+		}
+		for _, n := range s.Nodes {
+			n.Metadata = maps.Clone(n.Metadata)
+			v.Nodes = append(v.Nodes, n)
+		}
+	}
+	out := make([]*Service, 0, len(byVersion))
+	for _, k := range slices.Sorted(maps.Keys(byVersion)) {
+		SortNodes(byVersion[k].Nodes)
+		out = append(out, byVersion[k])
+	}
+	return out
+}

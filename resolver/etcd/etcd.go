@@ -228,29 +228,16 @@ func (r *Registry) GetService(ctx context.Context, name string) ([]*resolver.Ser
 	if err != nil {
 		return nil, fmt.Errorf("etcd registry: get %q: %w", name, err)
 	}
-	byVersion := map[string]*resolver.Service{}
+	var svcs []*resolver.Service
 	for _, kv := range resp.Kvs {
-		s, ok := r.decode(kv.Key, kv.Value)
-		if !ok {
-			continue
+		if s, ok := r.decode(kv.Key, kv.Value); ok {
+			svcs = append(svcs, s)
 		}
-		v, ok := byVersion[s.Version]
-		if !ok {
-			v = s.Clone()
-			v.Nodes = nil
-			byVersion[s.Version] = v
-		}
-		v.Nodes = append(v.Nodes, s.Nodes[0])
 	}
-	if len(byVersion) == 0 {
+	if len(svcs) == 0 {
 		return nil, fmt.Errorf("%w: %q under %s in etcd", resolver.ErrNotFound, name, r.serviceKey(name))
 	}
-	out := make([]*resolver.Service, 0, len(byVersion))
-	for _, v := range slices.Sorted(maps.Keys(byVersion)) {
-		resolver.SortNodes(byVersion[v].Nodes)
-		out = append(out, byVersion[v])
-	}
-	return out, nil
+	return resolver.GroupByVersion(svcs), nil
 }
 
 // decode parses a value, logging and skipping what is not one of ours.

@@ -3,12 +3,12 @@ package etcd
 import (
 	"context"
 	"strings"
-	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/microgrpc/microgrpc/resolver"
+	"github.com/microgrpc/microgrpc/resolver/internal/eventq"
 )
 
 // Watch follows the nodes of one service (resolver.WatchService) or of all
@@ -33,7 +33,7 @@ func (r *Registry) Watch(ctx context.Context, opts ...resolver.WatchOption) (res
 	r.mu.Unlock()
 	wctx, cancel := context.WithCancel(ctx)
 	stopOnClose := context.AfterFunc(r.ctx, cancel)
-	w := &watcher{r: r, prefix: prefix, ctx: wctx, cancel: cancel, wake: make(chan struct{}, 1),
+	w := &watcher{r: r, prefix: prefix, ctx: wctx, cancel: cancel, q: eventq.New(),
 		known: map[string]*resolver.Service{}, done: make(chan struct{})}
 	// The first listing is synchronous: events start from its revision.
 	rev, err := w.list(wctx, false)
@@ -62,9 +62,7 @@ type watcher struct {
 	// known is the run goroutine's view: key -> node.
 	known map[string]*resolver.Service
 
-	mu    sync.Mutex
-	queue []*resolver.Event
-	wake  chan struct{}
+	q *eventq.Queue
 }
 
 // list reads the prefix (linearizable) and, when emit is set, queues the
@@ -165,33 +163,10 @@ func (watchClosedError) Error() string { return "watch channel closed" }
 var errWatchClosed error = watchClosedError{}
 
 func (w *watcher) push(a resolver.Action, s *resolver.Service) {
-	w.mu.Lock()
-	w.queue = append(w.queue, &resolver.Event{Action: a, Service: s.Clone(), Timestamp: time.Now()})
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	w.q.Push(&resolver.Event{Action: a, Service: s.Clone(), Timestamp: time.Now()})
 }
 
-func (w *watcher) Next() (*resolver.Event, error) {
-	for {
-		w.mu.Lock()
-		if len(w.queue) > 0 {
-			ev := w.queue[0]
-			w.queue[0] = nil
-			w.queue = w.queue[1:]
-			w.mu.Unlock()
-			return ev, nil
-		}
-		w.mu.Unlock()
-		select {
-		case <-w.wake:
-		case <-w.ctx.Done():
-			return nil, resolver.ErrWatcherStopped
-		}
-	}
-}
+func (w *watcher) Next() (*resolver.Event, error) { return w.q.Next(w.ctx.Done()) }
 
 // Stop ends the watch and waits for its goroutine.
 func (w *watcher) Stop() {

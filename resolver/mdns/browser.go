@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/microgrpc/microgrpc/resolver"
+	"github.com/microgrpc/microgrpc/resolver/internal/eventq"
 	"github.com/microgrpc/microgrpc/resolver/mdns/internal/txt"
 )
 
@@ -102,8 +103,8 @@ type browser struct {
 	ready    chan struct{}
 
 	mu       sync.Mutex
-	cache    map[string]*entry // by instance name (FQDN)
-	watchers map[*watcher]struct{}
+	cache    map[string]*entry          // by instance name (FQDN)
+	watchers map[*eventq.Watcher]string // watcher -> service ('' for all)
 }
 
 func startBrowser(opts options, ifaces []net.Interface) (*browser, error) {
@@ -113,7 +114,7 @@ func startBrowser(opts options, ifaces []net.Interface) (*browser, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &browser{opts: opts, c: c, fqdnType: ServiceType + "." + opts.domain, ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), cache: map[string]*entry{}, watchers: map[*watcher]struct{}{}}
+		ready: make(chan struct{}), cache: map[string]*entry{}, watchers: map[*eventq.Watcher]string{}}
 	b.wg.Add(3)
 	go b.receive()
 	go b.queryLoop()
@@ -339,83 +340,22 @@ func (b *browser) serviceNames() []string {
 // notifyLocked queues an event for interested watchers. Caller must hold
 // b.mu.
 func (b *browser) notifyLocked(a resolver.Action, s *resolver.Service) {
-	for w := range b.watchers {
-		if w.service == "" || w.service == s.Name {
-			w.push(&resolver.Event{Action: a, Service: s.Clone(), Timestamp: time.Now()})
+	for w, service := range b.watchers {
+		if service == "" || service == s.Name {
+			w.Push(&resolver.Event{Action: a, Service: s.Clone(), Timestamp: time.Now()})
 		}
 	}
 }
 
-func (b *browser) watch(ctx context.Context, service string) *watcher {
-	w := &watcher{b: b, service: service, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	b.mu.Lock()
-	b.watchers[w] = struct{}{}
-	b.mu.Unlock()
-	stop := context.AfterFunc(ctx, w.Stop)
-	w.mu.Lock()
-	w.stopCtx = stop
-	w.mu.Unlock()
-	return w
-}
-
-type watcher struct {
-	b       *browser
-	service string
-
-	mu      sync.Mutex
-	queue   []*resolver.Event
-	stopCtx func() bool
-	wake    chan struct{}
-
-	once sync.Once
-	done chan struct{}
-}
-
-func (w *watcher) push(ev *resolver.Event) {
-	w.mu.Lock()
-	w.queue = append(w.queue, ev)
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (w *watcher) Next() (*resolver.Event, error) {
-	for {
-		select {
-		case <-w.done:
-			return nil, resolver.ErrWatcherStopped
-		default:
-		}
-		w.mu.Lock()
-		if len(w.queue) > 0 {
-			ev := w.queue[0]
-			w.queue[0] = nil
-			w.queue = w.queue[1:]
-			w.mu.Unlock()
-			return ev, nil
-		}
-		w.mu.Unlock()
-		select {
-		case <-w.wake:
-		case <-w.done:
-			return nil, resolver.ErrWatcherStopped
-		}
-	}
-}
-
-func (w *watcher) Stop() {
-	w.once.Do(func() {
-		close(w.done)
-		w.mu.Lock()
-		stop := w.stopCtx
-		w.mu.Unlock()
-		if stop != nil {
-			stop()
-		}
-		w.b.mu.Lock()
-		delete(w.b.watchers, w)
-		w.b.mu.Unlock()
+func (b *browser) watch(ctx context.Context, service string) *eventq.Watcher {
+	var w *eventq.Watcher
+	w = eventq.NewWatcher(ctx, func() {
+		b.mu.Lock()
+		delete(b.watchers, w)
+		b.mu.Unlock()
 	})
+	b.mu.Lock()
+	b.watchers[w] = service
+	b.mu.Unlock()
+	return w
 }

@@ -52,7 +52,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -264,22 +263,7 @@ func (r *Registry) GetService(ctx context.Context, name string) ([]*resolver.Ser
 	if len(nodes) == 0 {
 		return nil, fmt.Errorf("%w: %q on mDNS (%s)", resolver.ErrNotFound, name, ifaceNames(r.ifaces))
 	}
-	byVersion := map[string]*resolver.Service{}
-	for _, s := range nodes {
-		v, ok := byVersion[s.Version]
-		if !ok {
-			v = s.Clone()
-			v.Nodes = nil
-			byVersion[s.Version] = v
-		}
-		v.Nodes = append(v.Nodes, s.Nodes[0])
-	}
-	out := make([]*resolver.Service, 0, len(byVersion))
-	for _, k := range slices.Sorted(maps.Keys(byVersion)) {
-		resolver.SortNodes(byVersion[k].Nodes)
-		out = append(out, byVersion[k])
-	}
-	return out, nil
+	return resolver.GroupByVersion(nodes), nil
 }
 
 // ListServices lists the services seen, without nodes.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/microgrpc/microgrpc/resolver"
+	"github.com/microgrpc/microgrpc/resolver/internal/eventq"
 )
 
 // Name is the name of this registry, and its default gRPC scheme.
@@ -25,7 +26,7 @@ const Name = "memory"
 
 // NewRegistry returns an empty in-memory registry.
 func NewRegistry() resolver.Registry {
-	return &registry{services: map[string]map[string]*record{}, watchers: map[*watcher]struct{}{}}
+	return &registry{services: map[string]map[string]*record{}, watchers: map[*eventq.Watcher]string{}}
 }
 
 type record struct {
@@ -37,7 +38,7 @@ type record struct {
 type registry struct {
 	mu       sync.Mutex
 	services map[string]map[string]*record // service name -> node id -> record
-	watchers map[*watcher]struct{}
+	watchers map[*eventq.Watcher]string    // watcher -> service ('' for all)
 	gen      uint64
 }
 
@@ -135,22 +136,11 @@ func (r *registry) GetService(ctx context.Context, name string) ([]*resolver.Ser
 	if len(nodes) == 0 {
 		return nil, fmt.Errorf("%w: %q in memory registry", resolver.ErrNotFound, name)
 	}
-	byVersion := map[string]*resolver.Service{}
+	var svcs []*resolver.Service
 	for _, rec := range nodes {
-		s, ok := byVersion[rec.svc.Version]
-		if !ok {
-			s = rec.svc.Clone()
-			s.Nodes = nil
-			byVersion[rec.svc.Version] = s
-		}
-		s.Nodes = append(s.Nodes, rec.svc.Clone().Nodes[0])
+		svcs = append(svcs, rec.svc)
 	}
-	out := make([]*resolver.Service, 0, len(byVersion))
-	for _, v := range slices.Sorted(maps.Keys(byVersion)) {
-		resolver.SortNodes(byVersion[v].Nodes)
-		out = append(out, byVersion[v])
-	}
-	return out, nil
+	return resolver.GroupByVersion(svcs), nil
 }
 
 func (r *registry) ListServices(ctx context.Context) ([]*resolver.Service, error) {
@@ -178,15 +168,16 @@ func (r *registry) Watch(ctx context.Context, opts ...resolver.WatchOption) (res
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	o := resolver.NewWatchOptions(opts...)
-	w := &watcher{reg: r, service: o.Service, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	service := resolver.NewWatchOptions(opts...).Service
+	var w *eventq.Watcher
+	w = eventq.NewWatcher(ctx, func() {
+		r.mu.Lock()
+		delete(r.watchers, w)
+		r.mu.Unlock()
+	})
 	r.mu.Lock()
-	r.watchers[w] = struct{}{}
+	r.watchers[w] = service
 	r.mu.Unlock()
-	stop := context.AfterFunc(ctx, w.Stop)
-	w.mu.Lock()
-	w.stopCtx = stop
-	w.mu.Unlock()
 	return w, nil
 }
 
@@ -194,72 +185,10 @@ func (r *registry) Watch(ctx context.Context, opts ...resolver.WatchOption) (res
 // unbounded so that a slow watcher never blocks the registry. Caller must
 // hold r.mu.
 func (r *registry) notifyLocked(a resolver.Action, s *resolver.Service) {
-	for w := range r.watchers {
-		if w.service != "" && w.service != s.Name {
+	for w, service := range r.watchers {
+		if service != "" && service != s.Name {
 			continue
 		}
-		w.push(&resolver.Event{Action: a, Service: s.Clone(), Timestamp: time.Now()})
+		w.Push(&resolver.Event{Action: a, Service: s.Clone(), Timestamp: time.Now()})
 	}
-}
-
-type watcher struct {
-	reg     *registry
-	service string
-
-	mu      sync.Mutex
-	queue   []*resolver.Event
-	stopCtx func() bool
-	wake    chan struct{}
-
-	once sync.Once
-	done chan struct{}
-}
-
-func (w *watcher) push(ev *resolver.Event) {
-	w.mu.Lock()
-	w.queue = append(w.queue, ev)
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (w *watcher) Next() (*resolver.Event, error) {
-	for {
-		select {
-		case <-w.done:
-			return nil, resolver.ErrWatcherStopped
-		default:
-		}
-		w.mu.Lock()
-		if len(w.queue) > 0 {
-			ev := w.queue[0]
-			w.queue[0] = nil
-			w.queue = w.queue[1:]
-			w.mu.Unlock()
-			return ev, nil
-		}
-		w.mu.Unlock()
-		select {
-		case <-w.wake:
-		case <-w.done:
-			return nil, resolver.ErrWatcherStopped
-		}
-	}
-}
-
-func (w *watcher) Stop() {
-	w.once.Do(func() {
-		close(w.done)
-		w.mu.Lock()
-		stop := w.stopCtx
-		w.mu.Unlock()
-		if stop != nil {
-			stop()
-		}
-		w.reg.mu.Lock()
-		delete(w.reg.watchers, w)
-		w.reg.mu.Unlock()
-	})
 }

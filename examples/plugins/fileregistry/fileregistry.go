@@ -138,22 +138,11 @@ func (r *registry) GetService(_ context.Context, name string) ([]*resolver.Servi
 	if len(nodes) == 0 {
 		return nil, fmt.Errorf("%w: %q in %s", resolver.ErrNotFound, name, r.dir)
 	}
-	byVersion := map[string]*resolver.Service{}
+	var svcs []*resolver.Service
 	for _, s := range nodes {
-		v, ok := byVersion[s.Version]
-		if !ok {
-			v = s.Clone()
-			v.Nodes = nil
-			byVersion[s.Version] = v
-		}
-		v.Nodes = append(v.Nodes, s.Nodes[0])
+		svcs = append(svcs, s)
 	}
-	var out []*resolver.Service
-	for _, k := range slices.Sorted(maps.Keys(byVersion)) {
-		resolver.SortNodes(byVersion[k].Nodes)
-		out = append(out, byVersion[k])
-	}
-	return out, nil
+	return resolver.GroupByVersion(svcs), nil
 }
 
 func (r *registry) ListServices(ctx context.Context) ([]*resolver.Service, error) {
