@@ -60,7 +60,9 @@ func WithAdvertise(a string) Option { return func(o *options) { o.advertise = a 
 // client (HTTP/2 is then negotiated); either may be nil on a broker that
 // only publishes or only subscribes.
 func WithTLS(server, client *tls.Config) Option {
-	return func(o *options) { o.serverTLS, o.clientTLS = server, client }
+	// Cloned: net/http adds its ALPN protocols to the server config, which
+	// must not touch a config the caller shares between brokers.
+	return func(o *options) { o.serverTLS, o.clientTLS = server.Clone(), client.Clone() }
 }
 
 // WithRequestTimeout bounds each delivery request.
