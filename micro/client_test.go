@@ -104,3 +104,28 @@ func TestMalformedBodyRefusedServerKeepsServing(t *testing.T) {
 		t.Fatalf("server stopped serving after malformed bodies: %v", err)
 	}
 }
+
+// --client_retries reaches the retry policy: with none, a node answering
+// UNAVAILABLE fails calls; with the default, they are retried elsewhere.
+func TestRetriesSetting(t *testing.T) {
+	reg := memory.NewRegistry()
+	startServiceHook(t, reg, "flaky", func(context.Context, *pb.Request) error {
+		return status.Error(codes.Unavailable, "down")
+	}, micro.WithID("bad"))
+	startService(t, reg, "flaky", micro.WithID("good"))
+	count := func(c *micro.Service) (failed int) {
+		g := pb.NewGreeterClient(c.Dial("flaky"))
+		for range 40 {
+			if _, err := g.Hello(testCtx(t), &pb.Request{}, grpc.WaitForReady(true)); err != nil {
+				failed++
+			}
+		}
+		return failed
+	}
+	if n := count(newClient(t, reg)); n != 0 {
+		t.Fatalf("%d of 40 calls failed with retries on", n)
+	}
+	if n := count(newClient(t, reg, micro.WithRetries(0))); n == 0 {
+		t.Fatal("no call failed with retries off: the setting did not reach the retry policy")
+	}
+}
