@@ -323,8 +323,9 @@ func TestNodeGoneAfterShutdown(t *testing.T) {
 
 func TestHeartbeatKeepsRegistrationAlive(t *testing.T) {
 	reg := memory.NewRegistry()
-	startService(t, reg, "greeter", micro.WithRegisterTTL(150*time.Millisecond), micro.WithRegisterInterval(40*time.Millisecond))
-	deadline := time.Now().Add(600 * time.Millisecond) // four TTLs
+	// Generous margins: CI runs every package at once under -race.
+	startService(t, reg, "greeter", micro.WithRegisterTTL(700*time.Millisecond), micro.WithRegisterInterval(100*time.Millisecond))
+	deadline := time.Now().Add(2 * time.Second) // about three TTLs
 	for time.Now().Before(deadline) {
 		if _, err := reg.GetService(testCtx(t), "greeter"); err != nil {
 			t.Fatalf("registration lapsed despite heartbeats: %v", err)

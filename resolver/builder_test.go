@@ -300,7 +300,7 @@ func TestResolverRetriesAfterRegistryError(t *testing.T) {
 
 func TestResolverWaitsForFirstNodesBeforeReporting(t *testing.T) {
 	reg := memory.NewRegistry()
-	cc := build(t, reg, "late", resolver.WithInitialWait(500*time.Millisecond), resolver.WithCoalesceWindow(0))
+	cc := build(t, reg, "late", resolver.WithInitialWait(2*time.Second), resolver.WithCoalesceWindow(0))
 	cc.quiet(t, 100*time.Millisecond) // no error straight away
 	if err := reg.Register(ctx(t), node("late", "a", "127.0.0.1:1", "")); err != nil {
 		t.Fatal(err)
@@ -308,7 +308,7 @@ func TestResolverWaitsForFirstNodesBeforeReporting(t *testing.T) {
 	if got := strings.Join(ids(cc.nextState(t)), ","); got != "a@127.0.0.1:1" {
 		t.Fatalf("state %s", got)
 	}
-	cc.quiet(t, 600*time.Millisecond) // and no stale error later
+	cc.quiet(t, 2200*time.Millisecond) // and no stale error later
 
 	start := time.Now()
 	cc2 := build(t, reg, "never", resolver.WithInitialWait(200*time.Millisecond))

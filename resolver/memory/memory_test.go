@@ -86,13 +86,13 @@ func TestRegisterValidates(t *testing.T) {
 func TestTTLExpiryAndRefresh(t *testing.T) {
 	reg := memory.NewRegistry()
 	ctx := testCtx(t)
-	ttl := 100 * time.Millisecond
+	ttl := 500 * time.Millisecond
 	if err := reg.Register(ctx, svc("a", ""), resolver.WithTTL(ttl)); err != nil {
 		t.Fatal(err)
 	}
 	// Refreshing keeps it alive past its first TTL.
-	for range 4 {
-		time.Sleep(ttl / 2)
+	for range 3 {
+		time.Sleep(ttl / 4)
 		if err := reg.Register(ctx, svc("a", ""), resolver.WithTTL(ttl)); err != nil {
 			t.Fatal(err)
 		}
