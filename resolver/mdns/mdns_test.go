@@ -95,6 +95,8 @@ func TestRegisterWatchDeregister(t *testing.T) {
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("new node seen after %v, want within 1s", d)
+	} else {
+		t.Logf("new node seen %v after Register", d)
 	}
 	svcs, err := browser.GetService(ctx(t), "rwd")
 	if err != nil || len(svcs) != 1 || len(svcs[0].Nodes) != 1 {
@@ -126,6 +128,8 @@ func TestRegisterWatchDeregister(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("deregistration seen after %v", d)
+	} else {
+		t.Logf("deregistration (goodbye) seen %v after Deregister", d)
 	}
 }
 
