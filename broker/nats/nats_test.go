@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -59,4 +63,71 @@ func TestURLsFromEnv(t *testing.T) {
 	if fmt.Sprint(got) != "[nats://a:1 nats://b:2]" {
 		t.Fatal(got)
 	}
+}
+
+// The broker survives a server restart: the reconnect is logged and
+// subscriptions and publishing work again.
+func TestReconnectAfterServerRestart(t *testing.T) {
+	srv, err := natstest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := srv.Addr().(*net.TCPAddr).Port
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	url := srv.ClientURL()
+	mk := func(*testing.T) broker.Broker {
+		return natsbroker.NewBroker(natsbroker.WithURLs(url), natsbroker.WithLogger(logger))
+	}
+	pub, sub := brokertest.New(t, mk), brokertest.New(t, mk)
+	got := make(chan string, 16)
+	if _, err := sub.Subscribe("restart", func(_ context.Context, e broker.Event) error {
+		got <- string(e.Message().Body)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Stop(srv)
+	srv2, err := natstest.StartOn(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer natstest.Stop(srv2)
+	deadline := time.Now().Add(brokertest.Timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		pub.Publish(ctx, "restart", &broker.Message{Body: []byte("after")})
+		cancel()
+		select {
+		case b := <-got:
+			if b != "after" {
+				t.Fatalf("got %q", b)
+			}
+			if !strings.Contains(logs.String(), "reconnected") {
+				t.Fatalf("reconnect not logged:\n%s", logs.String())
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivery after the restart; log:\n%s", logs.String())
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -11,8 +11,12 @@ import (
 
 // Start starts a server and waits until it accepts connections. Call
 // Shutdown on it when done.
-func Start() (*server.Server, error) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+func Start() (*server.Server, error) { return StartOn(-1) }
+
+// StartOn starts a server on the given port (-1: a free one), e.g. to
+// restart one where clients expect it.
+func StartOn(port int) (*server.Server, error) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
 	if err != nil {
 		return nil, fmt.Errorf("natstest: %w", err)
 	}
