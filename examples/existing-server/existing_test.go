@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
 	"github.com/microgrpc/microgrpc/internal/exampletest"
@@ -18,12 +16,7 @@ import (
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(netns.Main(m, func(m *testing.M) int {
-		goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/grandcat/zeroconf.(*Server).probe"))
-		return 0
-	}))
-}
+func TestMain(m *testing.M) { netns.VerifyTestMain(m, netns.ZeroconfProbe) }
 
 // The existing server, wrapped, is found by name through the default
 // registry, answers through its own handler and interceptor, and is gone

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/microgrpc/microgrpc/internal/etcdtest"
 	"github.com/microgrpc/microgrpc/internal/exampletest"
@@ -14,12 +11,7 @@ import (
 
 // The programs use mdns by default: everything here runs in a private
 // network namespace, and so do the programs the tests start.
-func TestMain(m *testing.M) {
-	os.Exit(netns.Main(m, func(m *testing.M) int {
-		goleak.VerifyTestMain(m)
-		return 0
-	}))
-}
+func TestMain(m *testing.M) { netns.VerifyTestMain(m) }
 
 func TestOneCommandDemoPrintsHelloJohn(t *testing.T) {
 	demo := exampletest.Start(t, exampletest.Build(t, "."), nil)

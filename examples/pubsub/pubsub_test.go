@@ -2,22 +2,14 @@ package pubsub_test
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/microgrpc/microgrpc/internal/exampletest"
 	"github.com/microgrpc/microgrpc/internal/netns"
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(netns.Main(m, func(m *testing.M) int {
-		goleak.VerifyTestMain(m)
-		return 0
-	}))
-}
+func TestMain(m *testing.M) { netns.VerifyTestMain(m) }
 
 func TestPublisherAndSubscribers(t *testing.T) {
 	subBin := exampletest.Build(t, "./subscriber")

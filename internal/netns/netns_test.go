@@ -4,21 +4,13 @@ package netns_test
 
 import (
 	"net"
-	"os"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/microgrpc/microgrpc/internal/netns"
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(netns.Main(m, func(m *testing.M) int {
-		goleak.VerifyTestMain(m)
-		return 0
-	}))
-}
+func TestMain(m *testing.M) { netns.VerifyTestMain(m) }
 
 func TestInsidePrivateNamespace(t *testing.T) {
 	if !netns.Inside() {
