@@ -169,13 +169,25 @@ func RegisterSubscriber(topic string, svc *Service, handler any, opts ...Subscri
 	}
 	svc.mu.Lock()
 	svc.subs = append(svc.subs, sub)
-	running := svc.running && !svc.closed
+	// Before Run starts the subscriptions this one is among those it will
+	// start; after they started nobody else will start it; after they
+	// stopped it must not start.
+	start := svc.subsState == subsStarted
 	svc.mu.Unlock()
-	if running {
+	if start {
 		return svc.subscribe(context.Background(), sub)
 	}
 	return nil
 }
+
+// subsState is where a service's subscriptions are in its life.
+type subsState int
+
+const (
+	subsPending subsState = iota // not started: Run will start them
+	subsStarted                  // started: new ones start at once
+	subsStopped                  // stopped: new ones never start
+)
 
 // subscribe starts one subscription on the broker.
 func (s *Service) subscribe(ctx context.Context, sub *subscription) error {
@@ -194,8 +206,16 @@ func (s *Service) subscribe(ctx context.Context, sub *subscription) error {
 		return fmt.Errorf("micro: subscribe to %q: %w", sub.topic, err)
 	}
 	s.mu.Lock()
-	sub.sub = bs
+	stopped := s.subsState == subsStopped
+	if !stopped {
+		sub.sub = bs
+	}
 	s.mu.Unlock()
+	if stopped {
+		// The service stopped its subscriptions while this one was being
+		// made: it must not outlive them.
+		return bs.Unsubscribe(ctx)
+	}
 	return nil
 }
 
@@ -223,9 +243,15 @@ func (s *Service) decodingHandler(sub *subscription, next interceptors.Subscribe
 	}
 }
 
-// startSubscriptions subscribes everything registered so far.
+// startSubscriptions subscribes everything registered so far; from then
+// on RegisterSubscriber subscribes by itself.
 func (s *Service) startSubscriptions(ctx context.Context) error {
 	s.mu.Lock()
+	if s.subsState != subsPending {
+		s.mu.Unlock()
+		return nil
+	}
+	s.subsState = subsStarted
 	subs := append([]*subscription(nil), s.subs...)
 	s.mu.Unlock()
 	for _, sub := range subs {
@@ -239,6 +265,7 @@ func (s *Service) startSubscriptions(ctx context.Context) error {
 // stopSubscriptions drains every subscription within ctx.
 func (s *Service) stopSubscriptions(ctx context.Context) {
 	s.mu.Lock()
+	s.subsState = subsStopped
 	subs := append([]*subscription(nil), s.subs...)
 	s.mu.Unlock()
 	for _, sub := range subs {

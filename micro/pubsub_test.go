@@ -247,3 +247,35 @@ func TestSubscriptionsStopWithService(t *testing.T) {
 		t.Fatal("a stopped service still handles messages")
 	}
 }
+
+// A subscriber registered while the service is starting (here from a
+// before-start hook, when the service already counts as running but has
+// not started its subscriptions) is subscribed once, not twice.
+func TestSubscriberRegisteredWhileStartingSubscribesOnce(t *testing.T) {
+	for _, bc := range brokerCases() {
+		t.Run(bc.name, func(t *testing.T) {
+			reg := memory.NewRegistry()
+			bopt := bc.opt(t)
+			var r received
+			var svcRef *micro.Service
+			startServiceWithSetup(t, reg, "subscriber", func(svc *micro.Service) { svcRef = svc }, bopt,
+				micro.WithBeforeStart(func(context.Context) error {
+					return micro.RegisterSubscriber("once", svcRef, r.handler)
+				}))
+			pub := newClient(t, reg, bopt)
+			publishUntil(t, pub, testCtx(t), "once", &pb.Event{Id: "warm"}, &r, 1)
+			time.Sleep(300 * time.Millisecond) // every subscription is known by now
+			before := r.count()
+			const n = 5
+			for range n {
+				if err := pub.Publish(testCtx(t), "once", &pb.Event{Id: "x"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(300 * time.Millisecond) // a second copy would arrive now
+			if got := r.count() - before; got != n {
+				t.Fatalf("%d publishes ran the handler %d times: subscribed more than once", n, got)
+			}
+		})
+	}
+}

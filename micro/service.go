@@ -44,6 +44,10 @@ type Service struct {
 	brkErr     error
 	ownsBroker bool
 	subs       []*subscription
+	// subsState is where the subscriptions are in the service's life
+	// (guarded by mu): RegisterSubscriber subscribes at once only in
+	// subsStarted, so each subscription is started exactly once.
+	subsState subsState
 	metrics    *metrics.Metrics
 	optErr     error // an option that failed in NewService
 
