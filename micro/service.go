@@ -48,8 +48,8 @@ type Service struct {
 	// (guarded by mu): RegisterSubscriber subscribes at once only in
 	// subsStarted, so each subscription is started exactly once.
 	subsState subsState
-	metrics    *metrics.Metrics
-	optErr     error // an option that failed in NewService
+	metrics   *metrics.Metrics
+	optErr    error // an option that failed in NewService
 
 	running  bool
 	closed   bool
