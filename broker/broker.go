@@ -22,10 +22,21 @@
 // or group. NATS core cannot tell: there Publish returns once the NATS
 // server has the message.
 //
+// # Concurrency and order
+//
+// Deliveries to one subscription run concurrently, up to MaxConcurrent at
+// once (default DefaultMaxConcurrent); a slow handler holds up only its own
+// subscription. No order is promised between messages handled concurrently.
+// With MaxConcurrent(1) a subscription handles one message at a time, in the
+// order it receives them: messages that one publisher published one after
+// another (each Publish returned before the next began) are handled in that
+// order by every broker here (jetstream: until a message is redelivered).
+//
 // # Errors
 //
 // Callers match errors with errors.Is: ErrNotConnected, ErrClosed,
-// ErrMessageTooLarge, ErrInvalidTopic, ErrNotDelivered.
+// ErrMessageTooLarge, ErrInvalidTopic, ErrNotDelivered. A handler returns an
+// error wrapping ErrRejected for a message that can never be handled.
 package broker
 
 import (
@@ -46,6 +57,11 @@ var (
 	// ErrNotDelivered wraps a delivery that no subscriber (or no member of
 	// a queue group) accepted, including handler errors.
 	ErrNotDelivered = errors.New("broker: message not delivered")
+	// ErrRejected is wrapped by a handler error that means the message can
+	// never be handled (it does not decode, say). Brokers that redeliver
+	// refused messages (jetstream) do not redeliver it: they terminate it
+	// at once (and dead-letter it when configured).
+	ErrRejected = errors.New("broker: message rejected")
 )
 
 // DefaultMaxMessageSize is the largest body a broker accepts unless told
@@ -158,6 +174,10 @@ func (o PublishOptions) Prepare(m *Message) *Message {
 	return out
 }
 
+// DefaultMaxConcurrent is how many deliveries to one subscription run at
+// once unless MaxConcurrent says otherwise.
+const DefaultMaxConcurrent = 32
+
 // SubscribeOptions are the settings of one Subscribe.
 type SubscribeOptions struct {
 	// Queue, when set, makes the subscriber a member of a queue group:
@@ -165,6 +185,18 @@ type SubscribeOptions struct {
 	Queue string
 	// AutoAck is true unless DisableAutoAck was given.
 	AutoAck bool
+	// MaxConcurrent bounds the handler calls of this subscription that run
+	// at once (default DefaultMaxConcurrent). A slow handler slows only its
+	// own subscription. With 1, messages are handled one at a time in the
+	// order they arrive; see the package doc for what that order is.
+	MaxConcurrent int
+	// Name names the subscriber (micro sets the service's name). Durable
+	// brokers (jetstream) keep a plain subscription's place under it, so a
+	// restarted subscriber resumes where it stopped.
+	Name string
+	// Ephemeral asks durable brokers not to keep the subscription's place
+	// once it ends: it gets only what is published while it runs.
+	Ephemeral bool
 }
 
 // SubscribeOption sets a SubscribeOptions field.
@@ -176,11 +208,25 @@ func Queue(name string) SubscribeOption { return func(o *SubscribeOptions) { o.Q
 // DisableAutoAck requires handlers to call Event.Ack.
 func DisableAutoAck() SubscribeOption { return func(o *SubscribeOptions) { o.AutoAck = false } }
 
+// MaxConcurrent bounds the handler calls of the subscription that run at
+// once; n < 1 means DefaultMaxConcurrent.
+func MaxConcurrent(n int) SubscribeOption { return func(o *SubscribeOptions) { o.MaxConcurrent = n } }
+
+// SubscriberName names the subscriber (see SubscribeOptions.Name).
+func SubscriberName(name string) SubscribeOption { return func(o *SubscribeOptions) { o.Name = name } }
+
+// Ephemeral makes the subscription forget its place when it ends (see
+// SubscribeOptions.Ephemeral).
+func Ephemeral() SubscribeOption { return func(o *SubscribeOptions) { o.Ephemeral = true } }
+
 // NewSubscribeOptions applies opts to the defaults.
 func NewSubscribeOptions(opts ...SubscribeOption) SubscribeOptions {
 	o := SubscribeOptions{AutoAck: true}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.MaxConcurrent < 1 {
+		o.MaxConcurrent = DefaultMaxConcurrent
 	}
 	return o
 }

@@ -2,7 +2,6 @@ package micro
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -220,8 +219,10 @@ func (s *Service) subscribe(ctx context.Context, sub *subscription) error {
 }
 
 // ErrUndecodable is wrapped by the error a subscriber returns for a message
-// that does not decode into the handler's type.
-var ErrUndecodable = errors.New("micro: message does not decode into the handler's type")
+// that does not decode into the handler's type. It wraps
+// broker.ErrRejected: brokers that redeliver do not redeliver such a
+// message.
+var ErrUndecodable = fmt.Errorf("micro: message does not decode into the handler's type (%w)", broker.ErrRejected)
 
 func (s *Service) decodingHandler(sub *subscription, next interceptors.SubscriberHandler) broker.Handler {
 	return func(ctx context.Context, e broker.Event) error {
@@ -231,7 +232,9 @@ func (s *Service) decodingHandler(sub *subscription, next interceptors.Subscribe
 		if err := codec.Unmarshal(ct, m.Body, v); err != nil {
 			s.opts.logger.Warn("micro: subscriber refused a message that does not decode",
 				"topic", e.Topic(), "content_type", ct, "want", fmt.Sprintf("%T", v), "error", err)
-			return fmt.Errorf("%w: topic %q, content-type %q, want %T: %v", ErrUndecodable, e.Topic(), ct, v, err)
+			// The publisher sees this: no Go type names in it (they are
+			// in the log line above).
+			return fmt.Errorf("%w: topic %q, content-type %q", ErrUndecodable, e.Topic(), ct)
 		}
 		md := metadata.MD{}
 		for k, val := range m.Header {

@@ -177,6 +177,9 @@ func TestPubSubBadBodyRefused(t *testing.T) {
 			if bc.acked && (!errors.Is(err, broker.ErrNotDelivered) || !strings.Contains(err.Error(), "decode")) {
 				t.Fatalf("undecodable message: Publish = %v, want it refused", err)
 			}
+			if err != nil && strings.Contains(err.Error(), "greeter.Event") {
+				t.Fatalf("the publisher is shown the subscriber's Go types: %v", err)
+			}
 			n := r.count()
 			if err := pub.Publish(testCtx(t), "events", &pb.Event{Id: "after"}); err != nil {
 				t.Fatal(err)

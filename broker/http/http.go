@@ -5,17 +5,25 @@
 // subscription in the registry as a node of the service
 // "micro.broker.<topic>" (node metadata: topic, queue, subscription id, URL
 // scheme). A publisher follows the subscribers of a topic with a registry
-// watch (cached, not looked up per message) and POSTs the message to every
-// subscriber, or to one random member per queue group, failing over to
-// another member when one fails. Connections are reused (HTTP/1.1
-// keep-alive; HTTP/2 with TLS). Every request has a timeout.
+// watch (cached, not looked up per message; a topic's first Publish waits
+// for the first listing, and a topic no Publish used for a while is
+// forgotten) and delivers the message to every subscriber, or to one
+// random member per queue group, failing over to another member when one
+// fails.
 //
-// Delivery is acknowledged only when the subscriber's handler returned nil
-// (a 2xx answer). A handler error comes back to the publisher, and when no
-// member of a group takes a message Publish fails naming the topic and the
-// group: nothing is dropped silently, and nothing is kept in a hidden
-// backlog. Within one broker, publishing to its own subscribers calls them
-// directly.
+// Publishes that overlap in time travel together: messages for one
+// subscription queue up and go as one POST (a batch) whose answer carries
+// one result per message, with a few requests per subscription in flight
+// at once, over HTTP/2 (cleartext h2c without TLS, negotiated with TLS).
+// A lone publisher's message leaves at once; under load, batches grow.
+// Every request has a timeout.
+//
+// Delivery is acknowledged message by message, only when the subscriber's
+// handler returned nil. A handler error comes back to the publisher, and
+// when no member of a group takes a message Publish fails naming the topic
+// and the group: nothing is dropped silently, and nothing is kept in a
+// hidden backlog. Within one broker, publishing to its own subscribers
+// calls them directly.
 package http
 
 import (
@@ -40,7 +48,8 @@ const Name = "http"
 // ServicePrefix prefixes the registry name of a topic's subscribers.
 const ServicePrefix = "micro.broker."
 
-const path = "/micro/broker"
+// path is where subscriptions take batches (see wire.go).
+const path = "/micro/broker/batch"
 
 // NewBroker returns an HTTP broker. It needs a registry (WithRegistry) to
 // reach other processes.
@@ -51,12 +60,19 @@ func NewBroker(opts ...Option) broker.Broker {
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
-	b := &httpBroker{opts: o, id: hex.EncodeToString(id[:]), subs: map[string]*subscription{}, topics: map[string]*topicCache{}}
+	b := &httpBroker{opts: o, id: hex.EncodeToString(id[:]), subs: map[string]*subscription{},
+		topics: map[string]*topicCache{}, senders: map[string]*sender{}}
+	// HTTP/2 only: over TLS negotiated, without it cleartext with prior
+	// knowledge (h2c); every subscriber is one of ours and speaks it.
+	var protocols http.Protocols
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
 	b.transport = &http.Transport{
+		Protocols:           &protocols,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		TLSClientConfig:     o.clientTLS,
-		ForceAttemptHTTP2:   o.clientTLS != nil,
+		ForceAttemptHTTP2:   true,
 		DialContext:         (&net.Dialer{Timeout: o.requestTimeout}).DialContext,
 	}
 	b.client = &http.Client{Transport: b.transport, Timeout: o.requestTimeout}
@@ -77,6 +93,7 @@ type httpBroker struct {
 	address   string // advertised
 	subs      map[string]*subscription
 	topics    map[string]*topicCache
+	senders   map[string]*sender // by subscription id and address
 	nextSub   int
 
 	ctx    context.Context
@@ -115,7 +132,12 @@ func (b *httpBroker) Connect(ctx context.Context) error {
 	b.lis, b.address = lis, adv
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+path, b.serveHTTP)
-	b.server = &http.Server{Handler: mux, ReadHeaderTimeout: b.opts.requestTimeout, TLSConfig: b.opts.serverTLS}
+	// HTTP/1.1 too, for clients other than our own.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	b.server = &http.Server{Handler: mux, ReadHeaderTimeout: b.opts.requestTimeout, TLSConfig: b.opts.serverTLS, Protocols: &protocols}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(2)
 	go func() {
@@ -145,9 +167,11 @@ func (b *httpBroker) scheme() string {
 	return "http"
 }
 
-// Disconnect deregisters the subscriptions, stops the endpoint like
-// http.Server.Shutdown (handlers in progress finish, within ctx), and
-// closes idle connections.
+// Disconnect stops every subscription (deregistered, then the deliveries
+// in progress finish, within ctx), closes the endpoint (nothing is being
+// handled any more, so it does not wait for publishers' idle HTTP/2
+// connections to go away, as http.Server.Shutdown would), fails what this
+// broker still has queued for others, and closes its connections.
 func (b *httpBroker) Disconnect(ctx context.Context) error {
 	b.mu.Lock()
 	if b.closed {
@@ -161,18 +185,19 @@ func (b *httpBroker) Disconnect(ctx context.Context) error {
 	b.subs = map[string]*subscription{}
 	topics := b.topics
 	b.topics = map[string]*topicCache{}
+	b.senders = map[string]*sender{}
 	b.mu.Unlock()
 	if !wasConnected {
 		return nil
 	}
 	var errs []error
 	for _, s := range subs {
-		if err := b.deregister(ctx, s); err != nil {
+		if err := s.Unsubscribe(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := b.server.Shutdown(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("http broker: shutdown: %w", err))
+	if err := b.server.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("http broker: close: %w", err))
 	}
 	b.cancel()
 	for _, tc := range topics {
@@ -183,14 +208,20 @@ func (b *httpBroker) Disconnect(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// heartbeat re-registers every subscription every interval.
+// heartbeat re-registers every subscription every interval, and forgets
+// idle topics.
 func (b *httpBroker) heartbeat() {
 	t := time.NewTicker(b.opts.registerInterval)
 	defer t.Stop()
+	evict := time.NewTicker(max(b.opts.idleTimeout/2, time.Millisecond))
+	defer evict.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
+		case now := <-evict.C:
+			b.evictIdle(now)
+			continue
 		case <-t.C:
 		}
 		b.mu.Lock()

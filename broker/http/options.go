@@ -15,6 +15,9 @@ const (
 	DefaultRequestTimeout   = 10 * time.Second
 	DefaultRegisterTTL      = 30 * time.Second
 	DefaultRegisterInterval = 10 * time.Second
+	// DefaultIdleTimeout is how long a topic's subscriber list is kept
+	// (and followed) after its last Publish.
+	DefaultIdleTimeout = 2 * time.Minute
 )
 
 type options struct {
@@ -27,6 +30,7 @@ type options struct {
 	maxSize          int
 	registerTTL      time.Duration
 	registerInterval time.Duration
+	idleTimeout      time.Duration
 	logger           *slog.Logger
 }
 
@@ -37,6 +41,7 @@ func defaultOptions() options {
 		maxSize:          broker.DefaultMaxMessageSize,
 		registerTTL:      DefaultRegisterTTL,
 		registerInterval: DefaultRegisterInterval,
+		idleTimeout:      DefaultIdleTimeout,
 		logger:           slog.Default(),
 	}
 }
@@ -75,6 +80,17 @@ func WithMaxMessageSize(n int) Option { return func(o *options) { o.maxSize = n 
 // they are refreshed.
 func WithRegisterTTL(ttl, interval time.Duration) Option {
 	return func(o *options) { o.registerTTL, o.registerInterval = ttl, interval }
+}
+
+// WithIdleTimeout sets how long a publisher keeps following a topic's
+// subscribers after its last Publish to it (default DefaultIdleTimeout).
+// The next Publish lists them again.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.idleTimeout = d
+		}
+	}
 }
 
 // WithLogger sets the logger.

@@ -2,7 +2,6 @@ package http
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,14 +9,8 @@ import (
 	"sync"
 
 	"github.com/microgrpc/microgrpc/broker"
+	"github.com/microgrpc/microgrpc/broker/internal/limit"
 )
-
-// envelope is a message on the wire.
-type envelope struct {
-	Topic  string            `json:"topic"`
-	Header map[string]string `json:"header,omitempty"`
-	Body   []byte            `json:"body"`
-}
 
 type subscription struct {
 	b     *httpBroker
@@ -25,6 +18,7 @@ type subscription struct {
 	topic string
 	opts  broker.SubscribeOptions
 	h     broker.Handler
+	limit limit.Limiter
 
 	mu       sync.Mutex
 	stopped  bool
@@ -58,18 +52,31 @@ func (s *subscription) Unsubscribe(ctx context.Context) error {
 	return err
 }
 
-// deliver runs the handler unless the subscription stopped; a stopped
-// subscription refuses, so the publisher tries another member.
+// deliver runs the handler, within the subscription's concurrency bound,
+// unless the subscription stopped; a stopped subscription refuses, so the
+// publisher tries another member.
 func (s *subscription) deliver(ctx context.Context, m *broker.Message) error {
-	s.mu.Lock()
-	if s.stopped {
-		s.mu.Unlock()
+	if !s.hold() {
 		return errGone
 	}
-	s.inflight.Add(1)
-	s.mu.Unlock()
 	defer s.inflight.Done()
+	if err := s.limit.Acquire(ctx); err != nil {
+		return err
+	}
+	defer s.limit.Release()
 	return broker.Invoke(ctx, s.h, s.topic, m, s.opts.AutoAck)
+}
+
+// hold counts a delivery in progress (Unsubscribe waits for it) unless the
+// subscription stopped; the caller calls s.inflight.Done when it is over.
+func (s *subscription) hold() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
 }
 
 var errGone = errors.New("subscription gone")
@@ -90,7 +97,8 @@ func (b *httpBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 		return nil, broker.ErrNotConnected
 	}
 	b.nextSub++
-	s := &subscription{b: b, id: fmt.Sprintf("%s-%d", b.id, b.nextSub), topic: topic, opts: broker.NewSubscribeOptions(opts...), h: h}
+	o := broker.NewSubscribeOptions(opts...)
+	s := &subscription{b: b, id: fmt.Sprintf("%s-%d", b.id, b.nextSub), topic: topic, opts: o, h: h, limit: limit.New(o.MaxConcurrent)}
 	b.subs[s.id] = s
 	b.mu.Unlock()
 	if err := b.register(b.ctx, s); err != nil {
@@ -102,19 +110,29 @@ func (b *httpBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 	return s, nil
 }
 
-// serveHTTP takes one delivery: 204 when the handler accepted it, 500 with
-// the handler's error, 404 for an unknown subscription, 413 when too large.
+// maxRequestBytes bounds a delivery request's body.
+func (b *httpBroker) maxRequestBytes() int64 {
+	return int64(max(maxBatchBytes, b.opts.maxSize)) + batchFrameSlack
+}
+
+// serveHTTP takes one batch of deliveries for one subscription and answers
+// 200 with one result per message; the whole request fails with 404 for an
+// unknown subscription, 413 when too large, 400 when unreadable. Messages
+// of a batch are handled concurrently within the subscription's bound, in
+// order when the bound is 1.
 func (b *httpBroker) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("sub")
 	b.mu.Lock()
 	s := b.subs[id]
 	b.mu.Unlock()
-	if s == nil {
+	if s == nil || !s.hold() {
 		http.Error(w, "no such subscription", http.StatusNotFound)
 		return
 	}
-	// JSON carries the body in base64: allow for it, then check exactly.
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(b.opts.maxSize)*4/3+64<<10))
+	// Held until the answer is written: Disconnect closes the endpoint
+	// only after every answer went out.
+	defer s.inflight.Done()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.maxRequestBytes()))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -124,23 +142,57 @@ func (b *httpBroker) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	var env envelope
-	if err := json.Unmarshal(body, &env); err != nil || env.Topic != s.topic {
-		http.Error(w, "malformed delivery", http.StatusBadRequest)
+	batch, err := decodeBatch(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	m := &broker.Message{Header: env.Header, Body: env.Body}
-	if err := broker.CheckSize(env.Topic, m, b.opts.maxSize); err != nil {
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
-		return
+	results := make([]result, len(batch))
+	run := func(i int) {
+		results[i] = s.handle(r.Context(), batch[i])
 	}
-	if err := s.deliver(r.Context(), m); err != nil {
-		if errors.Is(err, errGone) {
-			http.Error(w, "subscription gone", http.StatusNotFound)
-			return
+	if len(batch) == 1 || s.opts.MaxConcurrent == 1 {
+		for i := range batch {
+			run(i)
 		}
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+	} else {
+		var wg sync.WaitGroup
+		for i := range batch {
+			wg.Go(func() { run(i) })
+		}
+		wg.Wait()
 	}
-	w.WriteHeader(http.StatusNoContent)
+	out := make([]byte, 0, 8*len(results))
+	for _, res := range results {
+		out = appendResult(out, res)
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+}
+
+// maxErrorText bounds the handler error text sent back to a publisher.
+const maxErrorText = 1024
+
+// handle delivers one message of a batch and turns the outcome into its
+// result.
+func (s *subscription) handle(ctx context.Context, d delivery) result {
+	if d.topic != s.topic {
+		return result{code: codeMalformed, err: fmt.Sprintf("message for topic %q sent to a subscription of %q", d.topic, s.topic)}
+	}
+	if err := broker.CheckSize(d.topic, d.msg, s.b.opts.maxSize); err != nil {
+		return result{code: codeTooLarge, err: err.Error()}
+	}
+	err := s.deliver(ctx, d.msg)
+	switch {
+	case err == nil:
+		return result{code: codeOK}
+	case errors.Is(err, errGone):
+		return result{code: codeGone, err: err.Error()}
+	}
+	text := err.Error()
+	if len(text) > maxErrorText {
+		text = text[:maxErrorText] + "..."
+	}
+	return result{code: codeRefused, err: text}
 }
