@@ -3,9 +3,16 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"runtime"
+	"slices"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,19 +29,39 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// pipe is one way to get a 1 KB message from a publisher to a handler.
+// pipe is one way to get a 1 KiB message from a publisher to a handler.
 type pipe struct {
+	name string
+	// publish sends one message the way a user's code would: it returns
+	// when the pipe's promise is kept (raw nats.go: at once).
 	publish func(ctx context.Context, body []byte) error
-	flush   func(ctx context.Context) error // after a batch; nil if Publish already waits
+	flush   func(ctx context.Context) error // after a round; nil if publish already waits
 	handled atomic.Int64
+	window  chan struct{} // messages published and not yet handled
 	close   func()
+
+	// Totals over the measured rounds.
+	msgs   int
+	took   time.Duration
+	cpu    time.Duration
+	allocs uint64
+}
+
+// handle is every pipe's subscriber handler.
+func (p *pipe) handle() {
+	p.handled.Add(1)
+	select {
+	case <-p.window:
+	default:
+	}
 }
 
 var payload = make([]byte, 1024)
 
+var quiet = slog.New(slog.DiscardHandler)
+
 func httpPipe(b *testing.B) *pipe {
 	reg := memory.NewRegistry()
-	quiet := slog.New(slog.DiscardHandler)
 	mk := func() broker.Broker {
 		br := httpbroker.NewBroker(httpbroker.WithRegistry(reg), httpbroker.WithAddress("127.0.0.1:0"), httpbroker.WithLogger(quiet))
 		if err := br.Connect(context.Background()); err != nil {
@@ -43,12 +70,12 @@ func httpPipe(b *testing.B) *pipe {
 		return br
 	}
 	pub, sub := mk(), mk()
-	p := &pipe{}
-	if _, err := sub.Subscribe("bench", func(context.Context, broker.Event) error { p.handled.Add(1); return nil }); err != nil {
+	p := &pipe{name: "http"}
+	if _, err := sub.Subscribe("bench", func(context.Context, broker.Event) error { p.handle(); return nil }); err != nil {
 		b.Fatal(err)
 	}
 	p.publish = func(ctx context.Context, body []byte) error {
-		return pub.Publish(ctx, "bench", &broker.Message{Body: body})
+		return pub.Publish(ctx, "bench", &broker.Message{Header: map[string]string{"content-type": "application/protobuf"}, Body: body})
 	}
 	p.close = func() {
 		pub.Disconnect(context.Background())
@@ -57,8 +84,67 @@ func httpPipe(b *testing.B) *pipe {
 	return p
 }
 
+// naivePipe is what a straightforward HTTP broker does: one net/http POST
+// per message and subscriber, keep-alive on, 2xx once handled.
+func naivePipe(b *testing.B) *pipe {
+	p := &pipe{name: "naive-http"}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		p.handle()
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go srv.Serve(lis)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	url := "http://" + lis.Addr().String() + "/bench"
+	p.publish = func(ctx context.Context, body []byte) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytesReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/protobuf")
+		rsp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, rsp.Body)
+		rsp.Body.Close()
+		if rsp.StatusCode/100 != 2 {
+			return fmt.Errorf("naive POST: %s", rsp.Status)
+		}
+		return nil
+	}
+	p.close = func() {
+		srv.Close()
+		tr.CloseIdleConnections()
+	}
+	return p
+}
+
+type bytesReaderT struct {
+	b []byte
+	i int
+}
+
+func (r *bytesReaderT) Read(p []byte) (int, error) {
+	if r.i >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.i:])
+	r.i += n
+	return n, nil
+}
+
+func bytesReader(b []byte) io.Reader { return &bytesReaderT{b: b} }
+
 func natsPipe(b *testing.B, srv *server.Server) *pipe {
-	quiet := slog.New(slog.DiscardHandler)
 	pub := natsbroker.NewBroker(natsbroker.WithURLs(srv.ClientURL()), natsbroker.WithLogger(quiet))
 	sub := natsbroker.NewBroker(natsbroker.WithURLs(srv.ClientURL()), natsbroker.WithLogger(quiet))
 	for _, br := range []broker.Broker{pub, sub} {
@@ -66,8 +152,8 @@ func natsPipe(b *testing.B, srv *server.Server) *pipe {
 			b.Fatal(err)
 		}
 	}
-	p := &pipe{}
-	if _, err := sub.Subscribe("bench.nats", func(context.Context, broker.Event) error { p.handled.Add(1); return nil }); err != nil {
+	p := &pipe{name: "nats"}
+	if _, err := sub.Subscribe("bench.nats", func(context.Context, broker.Event) error { p.handle(); return nil }); err != nil {
 		b.Fatal(err)
 	}
 	p.publish = func(ctx context.Context, body []byte) error {
@@ -80,7 +166,8 @@ func natsPipe(b *testing.B, srv *server.Server) *pipe {
 	return p
 }
 
-// rawPipe is nats.go alone: publish without waiting, flush once per batch.
+// rawPipe is nats.go alone, fire and forget: publish without waiting,
+// flush once per round.
 func rawPipe(b *testing.B, srv *server.Server) *pipe {
 	pub, err := natsgo.Connect(srv.ClientURL())
 	if err != nil {
@@ -90,8 +177,8 @@ func rawPipe(b *testing.B, srv *server.Server) *pipe {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &pipe{}
-	if _, err := subc.Subscribe("bench.raw", func(*natsgo.Msg) { p.handled.Add(1) }); err != nil {
+	p := &pipe{name: "raw-nats.go"}
+	if _, err := subc.Subscribe("bench.raw", func(*natsgo.Msg) { p.handle() }); err != nil {
 		b.Fatal(err)
 	}
 	subc.Flush()
@@ -103,31 +190,57 @@ func rawPipe(b *testing.B, srv *server.Server) *pipe {
 	return p
 }
 
-// rawFlushPipe is nats.go alone with the guarantee our broker gives:
-// every Publish waits until the server has the message.
-func rawFlushPipe(b *testing.B, srv *server.Server) *pipe {
-	p := rawPipe(b, srv)
-	publish, flush := p.publish, p.flush
-	p.publish = func(ctx context.Context, body []byte) error {
-		if err := publish(ctx, body); err != nil {
-			return err
-		}
-		return flush(ctx)
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
 	}
-	p.flush = nil
-	return p
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// run publishes n messages and waits until all are handled.
-func (p *pipe) run(b *testing.B, n int) time.Duration {
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+// round publishes n messages from publishers goroutines, at most window
+// of them published and not yet handled, and waits until all are handled.
+func (p *pipe) round(b *testing.B, n, publishers int, measure bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	start := time.Now()
 	want := p.handled.Load() + int64(n)
-	for range n {
-		if err := p.publish(ctx, payload); err != nil {
-			b.Fatal(err)
+	var cpu0 time.Duration
+	var m0 uint64
+	if measure {
+		m0 = mallocs()
+		cpu0 = cpuTime()
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for g := range publishers {
+		share := n / publishers
+		if g < n%publishers {
+			share++
 		}
+		wg.Go(func() {
+			for range share {
+				select {
+				case p.window <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				if err := p.publish(ctx, payload); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatalf("%s: %v", p.name, err)
 	}
 	if p.flush != nil {
 		if err := p.flush(ctx); err != nil {
@@ -136,51 +249,71 @@ func (p *pipe) run(b *testing.B, n int) time.Duration {
 	}
 	for p.handled.Load() < want {
 		if ctx.Err() != nil {
-			b.Fatalf("handled %d of %d", p.handled.Load(), want)
+			b.Fatalf("%s: handled %d of %d", p.name, p.handled.Load()-(want-int64(n)), n)
 		}
-		time.Sleep(50 * time.Microsecond)
+		time.Sleep(20 * time.Microsecond)
 	}
-	return time.Since(start)
+	if measure {
+		p.took += time.Since(start)
+		p.cpu += cpuTime() - cpu0
+		p.allocs += mallocs() - m0
+		p.msgs += n
+	}
 }
 
-// BenchmarkPublishHandled reports publish→handled messages/s for 1 KB
-// messages through the http broker, the nats broker and nats.go alone, and
-// each broker's throughput as a fraction of raw nats.go's, measured in
-// interleaved rounds of one run. Our nats Publish flushes (a nil error means
-// the server has the message), so nats/raw-flush-each compares like with
-// like; nats/raw shows what that guarantee costs against fire-and-forget.
+func (p *pipe) rate() float64 { return float64(p.msgs) / p.took.Seconds() }
+
+// BenchmarkPublishHandled measures publish->handled throughput of 1 KiB
+// messages, publisher and subscriber in one process over loopback, with 1
+// and 16 publishing goroutines (at most 64 and 256 messages in flight):
+// raw nats.go fire and forget, our nats broker (a nil Publish: the server
+// has it), our http broker (a nil Publish: the handler ran), and a naive
+// HTTP broker (one net/http POST per message, keep-alive). Pipes run in
+// interleaved rounds of one run; it reports each pipe's msgs/s, CPU
+// microseconds and allocations per message (the whole process: publisher
+// and subscriber together), and the ratios nats/raw and http/naive.
 func BenchmarkPublishHandled(b *testing.B) {
 	srv, err := natstest.Start()
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer natstest.Stop(srv)
-	pipes := map[string]*pipe{"http": httpPipe(b), "nats": natsPipe(b, srv), "raw-nats.go": rawPipe(b, srv), "raw-nats.go-flush-each": rawFlushPipe(b, srv)}
-	defer func() {
-		for _, p := range pipes {
-			p.close()
-		}
-	}()
-	for _, p := range pipes {
-		p.run(b, 10) // warm: discovery, connections
+	for _, tc := range []struct{ publishers, window int }{{1, 64}, {16, 256}} {
+		b.Run(fmt.Sprintf("publishers=%d", tc.publishers), func(b *testing.B) {
+			pipes := []*pipe{rawPipe(b, srv), natsPipe(b, srv), httpPipe(b), naivePipe(b)}
+			defer func() {
+				for _, p := range pipes {
+					p.close()
+				}
+			}()
+			for _, p := range pipes {
+				p.window = make(chan struct{}, tc.window)
+				p.round(b, 200, tc.publishers, false) // warm: discovery, connections
+			}
+			const n = 4000
+			for b.Loop() {
+				for _, p := range pipes {
+					p.round(b, n, tc.publishers, true)
+				}
+			}
+			by := map[string]*pipe{}
+			for _, p := range pipes {
+				by[p.name] = p
+				b.ReportMetric(p.rate(), p.name+"-msgs/s")
+				b.ReportMetric(float64(p.cpu.Microseconds())/float64(p.msgs), p.name+"-cpu-µs/msg")
+				b.ReportMetric(float64(p.allocs)/float64(p.msgs), p.name+"-allocs/msg")
+			}
+			ratio := func(a, b string) float64 { return by[a].rate() / by[b].rate() }
+			b.ReportMetric(ratio("nats", "raw-nats.go"), "nats/raw")
+			b.ReportMetric(ratio("http", "naive-http"), "http/naive")
+			names := slices.Collect(func(yield func(string) bool) {
+				for _, p := range pipes {
+					if !yield(fmt.Sprintf("%s %.0f/s %.1fµs %.0fallocs", p.name, p.rate(), float64(p.cpu.Microseconds())/float64(p.msgs), float64(p.allocs)/float64(p.msgs))) {
+						return
+					}
+				}
+			})
+			fmt.Fprintf(os.Stderr, "publishers=%d: %v; nats/raw %.3f, http/naive %.3f\n", tc.publishers, names, ratio("nats", "raw-nats.go"), ratio("http", "naive-http"))
+		})
 	}
-	const round = 200
-	took := map[string]time.Duration{}
-	msgs := 0
-	for b.Loop() {
-		for name, p := range pipes {
-			took[name] += p.run(b, round)
-		}
-		msgs += round
-	}
-	for name, d := range took {
-		b.ReportMetric(float64(msgs)/d.Seconds(), name+"-msgs/s")
-	}
-	raw := took["raw-nats.go"].Seconds()
-	b.ReportMetric(raw/took["http"].Seconds(), "http/raw")
-	b.ReportMetric(raw/took["nats"].Seconds(), "nats/raw")
-	b.ReportMetric(took["raw-nats.go-flush-each"].Seconds()/took["nats"].Seconds(), "nats/raw-flush-each")
-	fmt.Fprintf(os.Stderr, "1 KB publish->handled: http %.0f/s, nats %.0f/s, raw nats.go %.0f/s (http/raw %.3f, nats/raw %.3f)\n",
-		float64(msgs)/took["http"].Seconds(), float64(msgs)/took["nats"].Seconds(), float64(msgs)/raw,
-		raw/took["http"].Seconds(), raw/took["nats"].Seconds())
 }

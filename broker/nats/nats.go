@@ -5,8 +5,14 @@
 // messages they have, publishes are flushed).
 //
 // NATS core is at-most-once: Publish returns once the server has the
-// message (it flushes), and a handler's error cannot reach the publisher;
-// it is logged. "Ack" here means the handler returned nil (and, with
+// message, and a handler's error cannot reach the publisher; it is logged.
+// Concurrent publishes share the round trip that proves it (group commit):
+// one PING written after their messages, answered by one PONG, covers them
+// all, so the promise costs one round trip per batch, not per message.
+//
+// Deliveries to one subscription run concurrently up to MaxConcurrent;
+// with MaxConcurrent(1) they run one at a time in the order the server
+// sent them. "Ack" here means the handler returned nil (and, with
 // DisableAutoAck, called Ack); a refused message is logged with its topic.
 //
 // Select it with MICRO_BROKER=nats and MICRO_BROKER_ADDRESS=nats://host:4222.
@@ -25,6 +31,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/microgrpc/microgrpc/broker"
+	"github.com/microgrpc/microgrpc/broker/internal/limit"
 )
 
 // Name is the broker's name.
@@ -103,6 +110,7 @@ type natsBroker struct {
 	nc     *natsgo.Conn
 	closed bool
 	subs   map[*subscription]struct{}
+	flush  *flusher
 }
 
 func (b *natsBroker) String() string { return Name }
@@ -162,6 +170,7 @@ func (b *natsBroker) Connect(ctx context.Context) error {
 	}
 	b.nc = nc
 	b.subs = map[*subscription]struct{}{}
+	b.flush = newFlusher(nc)
 	return nil
 }
 
@@ -176,10 +185,12 @@ func (b *natsBroker) Disconnect(ctx context.Context) error {
 	}
 	b.closed = true
 	nc := b.nc
+	fl := b.flush
 	b.mu.Unlock()
 	if nc == nil {
 		return nil
 	}
+	defer fl.stop()
 	closed := make(chan struct{})
 	nc.SetClosedHandler(func(*natsgo.Conn) { close(closed) })
 	if err := nc.Drain(); err != nil {
@@ -188,32 +199,56 @@ func (b *natsBroker) Disconnect(ctx context.Context) error {
 	}
 	select {
 	case <-closed:
-		return nil
 	case <-ctx.Done():
 		nc.Close()
 		return fmt.Errorf("nats broker: drain: %w", ctx.Err())
 	}
+	// The connection is closed: no callback starts a handler any more;
+	// wait for the handlers still running.
+	b.mu.Lock()
+	subs := b.subs
+	b.subs = nil
+	b.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		for s := range subs {
+			s.handlers.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("nats broker: drain: handlers still running: %w", ctx.Err())
+	}
 }
 
 func (b *natsBroker) conn() (*natsgo.Conn, error) {
+	nc, _, err := b.connFlusher()
+	return nc, err
+}
+
+func (b *natsBroker) connFlusher() (*natsgo.Conn, *flusher, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
 	case b.closed:
-		return nil, broker.ErrClosed
+		return nil, nil, broker.ErrClosed
 	case b.nc == nil:
-		return nil, broker.ErrNotConnected
+		return nil, nil, broker.ErrNotConnected
 	}
-	return b.nc, nil
+	return b.nc, b.flush, nil
 }
 
-// Publish sends m and flushes, so that a nil error means the NATS server
+// Publish sends m with the other publishes of the moment and waits for
+// the flush that covers them, so that a nil error means the NATS server
 // has it.
 func (b *natsBroker) Publish(ctx context.Context, topic string, m *broker.Message, opts ...broker.PublishOption) error {
 	if err := broker.ValidateTopic(topic); err != nil {
 		return err
 	}
-	nc, err := b.conn()
+	nc, fl, err := b.connFlusher()
 	if err != nil {
 		return err
 	}
@@ -225,14 +260,11 @@ func (b *natsBroker) Publish(ctx context.Context, topic string, m *broker.Messag
 	for k, v := range msg.Header {
 		nm.Header.Set(k, v)
 	}
-	if err := nc.PublishMsg(nm); err != nil {
+	if err := fl.publish(ctx, nm); err != nil {
 		if errors.Is(err, natsgo.ErrMaxPayload) {
 			return fmt.Errorf("%w: %v", broker.ErrMessageTooLarge, err)
 		}
 		return fmt.Errorf("nats broker: publish to %q: %w", topic, err)
-	}
-	if err := nc.FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("nats broker: flush publish to %q: %w", topic, err)
 	}
 	return nil
 }
@@ -242,6 +274,10 @@ type subscription struct {
 	topic string
 	opts  broker.SubscribeOptions
 	sub   *natsgo.Subscription
+	limit limit.Limiter
+	// handlers counts the handler calls running on their own goroutines;
+	// Unsubscribe waits for them after the drain (no call starts after it).
+	handlers sync.WaitGroup
 }
 
 func (s *subscription) Topic() string { return s.topic }
@@ -262,7 +298,14 @@ func (s *subscription) Unsubscribe(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	return nil
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("nats broker: unsubscribe %q: handlers still running: %w", s.topic, ctx.Err())
+	}
 }
 
 func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.SubscribeOption) (broker.Subscriber, error) {
@@ -273,8 +316,9 @@ func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 	if err != nil {
 		return nil, err
 	}
-	s := &subscription{b: b, topic: topic, opts: broker.NewSubscribeOptions(opts...)}
-	cb := func(nm *natsgo.Msg) {
+	o := broker.NewSubscribeOptions(opts...)
+	s := &subscription{b: b, topic: topic, opts: o, limit: limit.New(o.MaxConcurrent)}
+	handle := func(nm *natsgo.Msg) {
 		m := &broker.Message{Header: make(map[string]string, len(nm.Header)), Body: nm.Data}
 		for k := range nm.Header {
 			m.Header[strings.ToLower(k)] = nm.Header.Get(k)
@@ -282,6 +326,22 @@ func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 		if err := broker.Invoke(context.Background(), h, topic, m, s.opts.AutoAck); err != nil {
 			b.opts.logger.Warn("nats broker: handler refused a message", "topic", topic, "queue", s.opts.Queue,
 				"content_type", m.Header["content-type"], "error", err)
+		}
+	}
+	// nats.go calls cb on one goroutine per subscription, in order. With a
+	// bound of 1 the handler runs right there (order kept); otherwise each
+	// message gets its own goroutine once a slot is free, and while all are
+	// busy cb waits, so the subscription's pending buffer absorbs the rest.
+	cb := handle
+	if o.MaxConcurrent > 1 {
+		cb = func(nm *natsgo.Msg) {
+			_ = s.limit.Acquire(context.Background())
+			s.handlers.Add(1)
+			go func() {
+				defer s.handlers.Done()
+				defer s.limit.Release()
+				handle(nm)
+			}()
 		}
 	}
 	if s.opts.Queue != "" {
@@ -298,5 +358,10 @@ func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 		s.sub.Unsubscribe()
 		return nil, fmt.Errorf("nats broker: subscribe to %q: %w", topic, err)
 	}
+	b.mu.Lock()
+	if b.subs != nil {
+		b.subs[s] = struct{}{}
+	}
+	b.mu.Unlock()
 	return s, nil
 }
