@@ -11,12 +11,15 @@
 // random member per queue group, failing over to another member when one
 // fails.
 //
-// Publishes that overlap in time travel together: messages for one
-// subscription queue up and go as one POST (a batch) whose answer carries
-// one result per message, with a few requests per subscription in flight
-// at once, over HTTP/2 (cleartext h2c without TLS, negotiated with TLS).
-// A lone publisher's message leaves at once; under load, batches grow.
-// Every request has a timeout.
+// A publisher keeps one connection to each subscriber process (an
+// HTTP/1.1 request upgraded to a small framed protocol; TLS when the
+// subscriber serves it). Every message is a frame with a sequence number,
+// every handler's result a frame answering it, as soon as that handler
+// returns: many deliveries are in flight on one connection, for any of
+// the process's subscriptions, and frames written while a write is in
+// progress share the next socket write, so a lone publisher's message
+// leaves at once and under load the writes grow. Every delivery has a
+// timeout.
 //
 // Delivery is acknowledged message by message, only when the subscriber's
 // handler returned nil. A handler error comes back to the publisher, and
@@ -48,9 +51,6 @@ const Name = "http"
 // ServicePrefix prefixes the registry name of a topic's subscribers.
 const ServicePrefix = "micro.broker."
 
-// path is where subscriptions take batches (see wire.go).
-const path = "/micro/broker/batch"
-
 // NewBroker returns an HTTP broker. It needs a registry (WithRegistry) to
 // reach other processes.
 func NewBroker(opts ...Option) broker.Broker {
@@ -60,30 +60,13 @@ func NewBroker(opts ...Option) broker.Broker {
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
-	b := &httpBroker{opts: o, id: hex.EncodeToString(id[:]), subs: map[string]*subscription{},
-		topics: map[string]*topicCache{}, senders: map[string]*sender{}}
-	// HTTP/2 only: over TLS negotiated, without it cleartext with prior
-	// knowledge (h2c); every subscriber is one of ours and speaks it.
-	var protocols http.Protocols
-	protocols.SetHTTP2(true)
-	protocols.SetUnencryptedHTTP2(true)
-	b.transport = &http.Transport{
-		Protocols:           &protocols,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-		TLSClientConfig:     o.clientTLS,
-		ForceAttemptHTTP2:   true,
-		DialContext:         (&net.Dialer{Timeout: o.requestTimeout}).DialContext,
-	}
-	b.client = &http.Client{Transport: b.transport, Timeout: o.requestTimeout}
-	return b
+	return &httpBroker{opts: o, id: hex.EncodeToString(id[:]), subs: map[string]*subscription{},
+		topics: map[string]*topicCache{}, peers: map[string]*peer{}, streams: map[*stream]struct{}{}}
 }
 
 type httpBroker struct {
-	opts      options
-	id        string
-	transport *http.Transport
-	client    *http.Client
+	opts options
+	id   string
 
 	mu        sync.Mutex
 	connected bool
@@ -93,7 +76,8 @@ type httpBroker struct {
 	address   string // advertised
 	subs      map[string]*subscription
 	topics    map[string]*topicCache
-	senders   map[string]*sender // by subscription id and address
+	peers     map[string]*peer      // other processes we deliver to, by URL
+	streams   map[*stream]struct{}  // publishers' connections to us
 	nextSub   int
 
 	ctx    context.Context
@@ -131,12 +115,11 @@ func (b *httpBroker) Connect(ctx context.Context) error {
 	}
 	b.lis, b.address = lis, adv
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+path, b.serveHTTP)
-	// HTTP/1.1 too, for clients other than our own.
+	mux.HandleFunc("GET "+streamPath, b.serveStream)
+	// HTTP/1.1 only: the delivery protocol is an upgrade of an HTTP/1.1
+	// request (over TLS too: ALPN offers http/1.1 alone).
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetHTTP2(true)
-	protocols.SetUnencryptedHTTP2(true)
 	b.server = &http.Server{Handler: mux, ReadHeaderTimeout: b.opts.requestTimeout, TLSConfig: b.opts.serverTLS, Protocols: &protocols}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(2)
@@ -185,7 +168,8 @@ func (b *httpBroker) Disconnect(ctx context.Context) error {
 	b.subs = map[string]*subscription{}
 	topics := b.topics
 	b.topics = map[string]*topicCache{}
-	b.senders = map[string]*sender{}
+	peers := b.peers
+	b.peers = map[string]*peer{}
 	b.mu.Unlock()
 	if !wasConnected {
 		return nil
@@ -200,11 +184,20 @@ func (b *httpBroker) Disconnect(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("http broker: close: %w", err))
 	}
 	b.cancel()
+	b.mu.Lock()
+	streams := b.streams
+	b.streams = map[*stream]struct{}{}
+	b.mu.Unlock()
+	for st := range streams {
+		st.close()
+	}
+	for _, p := range peers {
+		p.close(broker.ErrClosed)
+	}
 	for _, tc := range topics {
 		tc.stop()
 	}
 	b.wg.Wait()
-	b.transport.CloseIdleConnections()
 	return errors.Join(errs...)
 }
 

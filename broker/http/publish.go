@@ -53,6 +53,9 @@ func (b *httpBroker) Publish(ctx context.Context, topic string, m *broker.Messag
 		}
 		t.members = append(t.members, n)
 	}
+	// Every delivery of this Publish is bounded by the request timeout.
+	ctx, cancel := context.WithTimeout(ctx, b.opts.requestTimeout)
+	defer cancel()
 	d := delivery{topic: topic, msg: msg}
 	// Start every delivery, then collect: subscribers are reached in
 	// parallel, and a group's next member is tried only when one fails.
@@ -94,8 +97,7 @@ type target struct {
 	next    int   // index into order of the member being tried
 	tried   []error
 
-	p     *pending // the remote delivery in progress, or
-	local error    // the result of a delivery to one of our own subscriptions
+	p *pending // the delivery in progress
 }
 
 func (t *target) member() resolver.Node {
@@ -105,24 +107,23 @@ func (t *target) member() resolver.Node {
 	return t.members[t.order[t.next]]
 }
 
-func (t *target) result() error {
-	if t.p != nil {
-		return t.p.wait()
-	}
-	return t.local
-}
+func (t *target) result() error { return t.p.wait() }
 
-// try starts the delivery to the target's current member: directly when
-// the subscription is one of ours, queued on its sender otherwise.
+// try starts the delivery to the target's current member: queued on the
+// subscription itself when it is one of ours, sent to its process
+// otherwise.
 func (b *httpBroker) try(ctx context.Context, t *target, d delivery) {
 	n := t.member()
+	d.sub = n.ID
 	b.mu.Lock()
 	local := b.subs[n.ID]
 	b.mu.Unlock()
-	if local != nil {
-		t.p = nil
-		t.local = local.deliver(ctx, d.msg.Clone())
+	if local == nil {
+		t.p = b.peer(n).send(ctx, d)
 		return
 	}
-	t.p = b.sender(n).enqueue(ctx, d)
+	pd := newPending(ctx)
+	d.msg = d.msg.Clone()
+	local.take(ctx, d, func(r result) { pd.done <- r.error() })
+	t.p = pd
 }

@@ -1,10 +1,15 @@
 package http_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strings"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -187,11 +192,16 @@ func TestSlowSubscriberSlowsOnlyItself(t *testing.T) {
 	t.Logf("100 publishes to a fast subscriber took %v while another was stuck", took)
 }
 
-// Garbage POSTed to the endpoint gets 4xx and never reaches a handler or
-// crashes the broker.
+// Garbage sent to the endpoint never reaches a handler or crashes the
+// broker: a plain POST is refused, a frame that does not decode ends that
+// connection, an oversized frame is skipped and answered, and the broker
+// keeps serving.
 func TestGarbageDeliveriesRefused(t *testing.T) {
 	reg := memory.NewRegistry()
-	sub := brokertest.New(t, factory(reg))
+	sub := brokertest.New(t, func(*testing.T) broker.Broker {
+		return httpbroker.NewBroker(httpbroker.WithRegistry(reg), httpbroker.WithAddress("127.0.0.1:0"),
+			httpbroker.WithLogger(quiet), httpbroker.WithMaxMessageSize(1024))
+	})
 	var handled atomic.Int64
 	if _, err := sub.Subscribe("g", func(context.Context, broker.Event) error { handled.Add(1); return nil }); err != nil {
 		t.Fatal(err)
@@ -200,20 +210,55 @@ func TestGarbageDeliveriesRefused(t *testing.T) {
 	if err != nil || len(svcs) == 0 || len(svcs[0].Nodes) == 0 {
 		t.Fatal(svcs, err)
 	}
-	node := svcs[0].Nodes[0]
-	for _, body := range [][]byte{
-		nil, []byte("not protobuf at all"), {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}, {0x0a, 0x03, 0x0a, 0x05, 'x'},
-		bytes.Repeat([]byte{0x0a}, 1000),
-	} {
-		url := fmt.Sprintf("http://%s/micro/broker/batch?sub=%s", node.Address, node.ID)
-		rsp, err := http.Post(url, "application/x-microgrpc-batch", bytes.NewReader(body))
+	addr := svcs[0].Nodes[0].Address
+	rsp, err := http.Post("http://"+addr+"/micro/broker/stream", "application/json", strings.NewReader(`{"topic":"g"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsp.Body.Close()
+	if rsp.StatusCode/100 != 4 {
+		t.Errorf("plain POST: %s, want 4xx", rsp.Status)
+	}
+	upgrade := func() (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, brokertest.Timeout)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rsp.Body.Close()
-		if rsp.StatusCode/100 != 4 && !(len(body) == 0 && rsp.StatusCode == http.StatusOK) {
-			t.Errorf("POST %q: %s, want 4xx", body, rsp.Status)
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(brokertest.Timeout))
+		fmt.Fprintf(c, "GET /micro/broker/stream HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: microgrpc-broker/1\r\n\r\n")
+		rd := bufio.NewReader(c)
+		rsp, err := http.ReadResponse(rd, nil)
+		if err != nil || rsp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v %v", rsp, err)
 		}
+		return c, rd
+	}
+	// Frames whose payload does not decode: the connection ends.
+	for _, payload := range [][]byte{[]byte("not protobuf at all"), {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}, bytes.Repeat([]byte{0x0a}, 100)} {
+		c, rd := upgrade()
+		frame := append(binary.AppendUvarint(binary.AppendUvarint(nil, 1), uint64(len(payload))), payload...)
+		c.Write(frame)
+		if _, err := io.ReadAll(rd); err != nil {
+			t.Fatalf("payload %q: the connection did not end cleanly: %v", payload, err)
+		}
+	}
+	// An oversized frame is skipped (not held in memory) and answered with
+	// a result that says so; the connection goes on.
+	c, rd := upgrade()
+	big := 4 << 20
+	c.Write(binary.AppendUvarint(binary.AppendUvarint(nil, 7), uint64(big)))
+	c.Write(make([]byte, big))
+	seq, err := binary.ReadUvarint(rd)
+	if err != nil || seq != 7 {
+		t.Fatalf("no answer to the oversized frame: seq %d, %v", seq, err)
+	}
+	n, _ := binary.ReadUvarint(rd)
+	res := make([]byte, n)
+	io.ReadFull(rd, res)
+	if !strings.Contains(string(res), "too large") {
+		t.Fatalf("oversized frame answered %q", res)
 	}
 	if handled.Load() != 0 {
 		t.Fatalf("garbage reached the handler %d times", handled.Load())

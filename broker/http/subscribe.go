@@ -4,32 +4,44 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"sync"
 
 	"github.com/microgrpc/microgrpc/broker"
-	"github.com/microgrpc/microgrpc/broker/internal/limit"
 )
 
+// subscription is one Subscribe. Its deliveries, from every publisher,
+// queue up in arrival order and are run by up to MaxConcurrent worker
+// goroutines it owns; with one worker they run one by one in that order.
+// A slow handler thus holds up only its own subscription.
 type subscription struct {
 	b     *httpBroker
 	id    string
 	topic string
 	opts  broker.SubscribeOptions
 	h     broker.Handler
-	limit limit.Limiter
 
-	mu       sync.Mutex
-	stopped  bool
-	inflight sync.WaitGroup
+	mu      sync.Mutex
+	stopped bool
+	queue   []job
+	workers int
+	// busy counts the deliveries taken and not answered, and the worker
+	// goroutines; Unsubscribe waits for both.
+	busy sync.WaitGroup
+}
+
+// job is one delivery for a worker.
+type job struct {
+	ctx   context.Context
+	msg   *broker.Message
+	reply func(result)
 }
 
 func (s *subscription) Topic() string { return s.topic }
 func (s *subscription) Queue() string { return s.opts.Queue }
 
-// Unsubscribe deregisters the subscription, then waits within ctx for the
-// deliveries in progress.
+// Unsubscribe deregisters the subscription, refuses new deliveries (the
+// publisher tries another member), and waits within ctx for the queued
+// and running ones.
 func (s *subscription) Unsubscribe(ctx context.Context) error {
 	s.b.mu.Lock()
 	delete(s.b.subs, s.id)
@@ -43,7 +55,7 @@ func (s *subscription) Unsubscribe(ctx context.Context) error {
 	}
 	err := s.b.deregister(ctx, s)
 	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
+	go func() { s.busy.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -52,31 +64,68 @@ func (s *subscription) Unsubscribe(ctx context.Context) error {
 	return err
 }
 
-// deliver runs the handler, within the subscription's concurrency bound,
-// unless the subscription stopped; a stopped subscription refuses, so the
-// publisher tries another member.
-func (s *subscription) deliver(ctx context.Context, m *broker.Message) error {
-	if !s.hold() {
-		return errGone
+// take checks and queues one delivery; reply gets its result.
+func (s *subscription) take(ctx context.Context, d delivery, reply func(result)) {
+	if d.topic != s.topic {
+		reply(result{code: codeMalformed, err: fmt.Sprintf("message for topic %q sent to a subscription of %q", d.topic, s.topic)})
+		return
 	}
-	defer s.inflight.Done()
-	if err := s.limit.Acquire(ctx); err != nil {
-		return err
+	if err := broker.CheckSize(d.topic, d.msg, s.b.opts.maxSize); err != nil {
+		reply(result{code: codeTooLarge, err: err.Error()})
+		return
 	}
-	defer s.limit.Release()
-	return broker.Invoke(ctx, s.h, s.topic, m, s.opts.AutoAck)
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		reply(result{code: codeGone, err: errGone.Error()})
+		return
+	}
+	s.busy.Add(1)
+	s.queue = append(s.queue, job{ctx: ctx, msg: d.msg, reply: reply})
+	start := s.workers < s.opts.MaxConcurrent
+	if start {
+		s.workers++
+		s.busy.Add(1)
+	}
+	s.mu.Unlock()
+	if start {
+		go s.work()
+	}
 }
 
-// hold counts a delivery in progress (Unsubscribe waits for it) unless the
-// subscription stopped; the caller calls s.inflight.Done when it is over.
-func (s *subscription) hold() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped {
-		return false
+// work runs queued deliveries until there are none.
+func (s *subscription) work() {
+	defer s.busy.Done()
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.workers--
+			s.queue = nil
+			s.mu.Unlock()
+			return
+		}
+		j := s.queue[0]
+		s.queue[0] = job{}
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		j.reply(s.run(j))
+		s.busy.Done()
 	}
-	s.inflight.Add(1)
-	return true
+}
+
+// maxErrorText bounds the handler error text sent back to a publisher.
+const maxErrorText = 1024
+
+func (s *subscription) run(j job) result {
+	err := broker.Invoke(j.ctx, s.h, s.topic, j.msg, s.opts.AutoAck)
+	if err == nil {
+		return result{code: codeOK}
+	}
+	text := err.Error()
+	if len(text) > maxErrorText {
+		text = text[:maxErrorText] + "..."
+	}
+	return result{code: codeRefused, err: text}
 }
 
 var errGone = errors.New("subscription gone")
@@ -97,8 +146,7 @@ func (b *httpBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 		return nil, broker.ErrNotConnected
 	}
 	b.nextSub++
-	o := broker.NewSubscribeOptions(opts...)
-	s := &subscription{b: b, id: fmt.Sprintf("%s-%d", b.id, b.nextSub), topic: topic, opts: o, h: h, limit: limit.New(o.MaxConcurrent)}
+	s := &subscription{b: b, id: fmt.Sprintf("%s-%d", b.id, b.nextSub), topic: topic, opts: broker.NewSubscribeOptions(opts...), h: h}
 	b.subs[s.id] = s
 	b.mu.Unlock()
 	if err := b.register(b.ctx, s); err != nil {
@@ -108,91 +156,4 @@ func (b *httpBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 		return nil, fmt.Errorf("http broker: announce subscription to %q: %w", topic, err)
 	}
 	return s, nil
-}
-
-// maxRequestBytes bounds a delivery request's body.
-func (b *httpBroker) maxRequestBytes() int64 {
-	return int64(max(maxBatchBytes, b.opts.maxSize)) + batchFrameSlack
-}
-
-// serveHTTP takes one batch of deliveries for one subscription and answers
-// 200 with one result per message; the whole request fails with 404 for an
-// unknown subscription, 413 when too large, 400 when unreadable. Messages
-// of a batch are handled concurrently within the subscription's bound, in
-// order when the bound is 1.
-func (b *httpBroker) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("sub")
-	b.mu.Lock()
-	s := b.subs[id]
-	b.mu.Unlock()
-	if s == nil || !s.hold() {
-		http.Error(w, "no such subscription", http.StatusNotFound)
-		return
-	}
-	// Held until the answer is written: Disconnect closes the endpoint
-	// only after every answer went out.
-	defer s.inflight.Done()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.maxRequestBytes()))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			http.Error(w, broker.ErrMessageTooLarge.Error(), http.StatusRequestEntityTooLarge)
-			return
-		}
-		http.Error(w, "read: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	batch, err := decodeBatch(body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	results := make([]result, len(batch))
-	run := func(i int) {
-		results[i] = s.handle(r.Context(), batch[i])
-	}
-	if len(batch) == 1 || s.opts.MaxConcurrent == 1 {
-		for i := range batch {
-			run(i)
-		}
-	} else {
-		var wg sync.WaitGroup
-		for i := range batch {
-			wg.Go(func() { run(i) })
-		}
-		wg.Wait()
-	}
-	out := make([]byte, 0, 8*len(results))
-	for _, res := range results {
-		out = appendResult(out, res)
-	}
-	w.Header().Set("Content-Type", contentType)
-	w.WriteHeader(http.StatusOK)
-	w.Write(out)
-}
-
-// maxErrorText bounds the handler error text sent back to a publisher.
-const maxErrorText = 1024
-
-// handle delivers one message of a batch and turns the outcome into its
-// result.
-func (s *subscription) handle(ctx context.Context, d delivery) result {
-	if d.topic != s.topic {
-		return result{code: codeMalformed, err: fmt.Sprintf("message for topic %q sent to a subscription of %q", d.topic, s.topic)}
-	}
-	if err := broker.CheckSize(d.topic, d.msg, s.b.opts.maxSize); err != nil {
-		return result{code: codeTooLarge, err: err.Error()}
-	}
-	err := s.deliver(ctx, d.msg)
-	switch {
-	case err == nil:
-		return result{code: codeOK}
-	case errors.Is(err, errGone):
-		return result{code: codeGone, err: err.Error()}
-	}
-	text := err.Error()
-	if len(text) > maxErrorText {
-		text = text[:maxErrorText] + "..."
-	}
-	return result{code: codeRefused, err: text}
 }

@@ -174,11 +174,12 @@ func (tc *topicCache) follow(ctx context.Context, w resolver.Watcher) {
 	}
 }
 
-// evictIdle stops the topic caches and senders no Publish used for the
-// idle timeout.
+// evictIdle stops the topic caches, and closes the connections to other
+// processes, that no Publish used for the idle timeout.
 func (b *httpBroker) evictIdle(now time.Time) {
 	cutoff := now.Add(-b.opts.idleTimeout).UnixNano()
 	var stale []*topicCache
+	var idle []*peer
 	b.mu.Lock()
 	for name, tc := range b.topics {
 		if tc.lastUsed.Load() < cutoff {
@@ -186,13 +187,19 @@ func (b *httpBroker) evictIdle(now time.Time) {
 			stale = append(stale, tc)
 		}
 	}
-	for id, s := range b.senders {
-		if s.idleSince(cutoff) {
-			delete(b.senders, id)
+	for key, p := range b.peers {
+		if p.idleSince(cutoff) {
+			delete(b.peers, key)
+			idle = append(idle, p)
 		}
 	}
 	b.mu.Unlock()
 	for _, tc := range stale {
 		tc.stop()
 	}
+	for _, p := range idle {
+		p.close(errIdle)
+	}
 }
+
+var errIdle = errors.New("idle")

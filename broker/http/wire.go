@@ -1,6 +1,8 @@
 package http
 
 import (
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -9,18 +11,26 @@ import (
 	"github.com/microgrpc/microgrpc/broker"
 )
 
-// The wire format of a delivery request and its answer, in protobuf's
-// encoding (written with protowire: no generated code for four fields).
-// A request carries a batch of messages for one subscription; the answer
-// has one result per message, in order, so each message is acknowledged
-// on its own.
+// The wire format. A publisher opens one connection to each subscriber
+// process (an HTTP/1.1 request upgraded to this protocol) and sends frames
+// on it; the subscriber answers each with a result frame carrying the same
+// sequence number, in whatever order the handlers finish. Many messages,
+// for any of the process's subscriptions, are in flight at once, and
+// frames written while a write is in progress leave in the same socket
+// write. A frame is
 //
-//	message Batch    { repeated Delivery delivery = 1; }
-//	message Delivery { string topic = 1; repeated Header header = 2; bytes body = 3; }
+//	uvarint seq, uvarint length, payload
+//
+// and the payloads are protobuf's encoding (written with protowire: no
+// generated code for a few fields):
+//
+//	message Delivery { string sub = 1; string topic = 2; repeated Header header = 3; bytes body = 4; }
 //	message Header   { string key = 1; string value = 2; }
-//	message Results  { repeated Result result = 1; }
 //	message Result   { Code code = 1; string error = 2; }
-const contentType = "application/x-microgrpc-batch"
+const (
+	upgradeProtocol = "microgrpc-broker/1"
+	streamPath      = "/micro/broker/stream"
+)
 
 // code is a message's result.
 type code uint64
@@ -38,32 +48,39 @@ type result struct {
 	err  string
 }
 
-// delivery is one message of a batch.
+// delivery is one message for one subscription.
 type delivery struct {
+	sub   string
 	topic string
 	msg   *broker.Message
 }
 
-var errMalformed = errors.New("malformed batch")
+var errMalformed = errors.New("malformed frame")
+
+func deliverySize(d delivery) int {
+	n := protowire.SizeTag(1) + protowire.SizeBytes(len(d.sub)) +
+		protowire.SizeTag(2) + protowire.SizeBytes(len(d.topic)) +
+		protowire.SizeTag(4) + protowire.SizeBytes(len(d.msg.Body))
+	for k, v := range d.msg.Header {
+		n += protowire.SizeTag(3) + protowire.SizeBytes(headerSize(k, v))
+	}
+	return n
+}
 
 func appendDelivery(b []byte, d delivery) []byte {
-	n := protowire.SizeTag(1) + protowire.SizeBytes(len(d.topic)) + protowire.SizeTag(3) + protowire.SizeBytes(len(d.msg.Body))
-	for k, v := range d.msg.Header {
-		n += protowire.SizeTag(2) + protowire.SizeBytes(headerSize(k, v))
-	}
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(n))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, d.sub)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
 	b = protowire.AppendString(b, d.topic)
 	for k, v := range d.msg.Header {
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(headerSize(k, v)))
 		b = protowire.AppendTag(b, 1, protowire.BytesType)
 		b = protowire.AppendString(b, k)
 		b = protowire.AppendTag(b, 2, protowire.BytesType)
 		b = protowire.AppendString(b, v)
 	}
-	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	b = protowire.AppendTag(b, 4, protowire.BytesType)
 	return protowire.AppendBytes(b, d.msg.Body)
 }
 
@@ -71,7 +88,8 @@ func headerSize(k, v string) int {
 	return protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + protowire.SizeTag(2) + protowire.SizeBytes(len(v))
 }
 
-// fields calls f for each field of a message; f consumes the value.
+// fields calls f for each field of a message; f consumes the value, or
+// returns -1 to skip it.
 func fields(b []byte, f func(num protowire.Number, typ protowire.Type, b []byte) (int, error)) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -104,33 +122,11 @@ func consumeBytes(typ protowire.Type, b []byte) ([]byte, int, error) {
 	return v, n, nil
 }
 
-// decodeBatch reads a request body. The messages' bodies alias b.
-func decodeBatch(b []byte) ([]delivery, error) {
-	var out []delivery
-	err := fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
-		if num != 1 {
-			return -1, nil
-		}
-		v, n, err := consumeBytes(typ, b)
-		if err != nil {
-			return 0, err
-		}
-		d, err := decodeDelivery(v)
-		if err != nil {
-			return 0, err
-		}
-		out = append(out, d)
-		return n, nil
-	})
-	return out, err
-}
-
+// decodeDelivery reads a delivery payload; the body aliases b.
 func decodeDelivery(b []byte) (delivery, error) {
 	d := delivery{msg: &broker.Message{Header: map[string]string{}}}
 	err := fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
-		switch num {
-		case 1, 2, 3:
-		default:
+		if num < 1 || num > 4 {
 			return -1, nil
 		}
 		v, n, err := consumeBytes(typ, b)
@@ -139,8 +135,10 @@ func decodeDelivery(b []byte) (delivery, error) {
 		}
 		switch num {
 		case 1:
-			d.topic = string(v)
+			d.sub = string(v)
 		case 2:
+			d.topic = string(v)
+		case 3:
 			var k, val string
 			err := fields(v, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 				if num != 1 && num != 2 {
@@ -158,7 +156,7 @@ func decodeDelivery(b []byte) (delivery, error) {
 				return 0, err
 			}
 			d.msg.Header[k] = val
-		case 3:
+		case 4:
 			d.msg.Body = v
 		}
 		return n, nil
@@ -166,13 +164,15 @@ func decodeDelivery(b []byte) (delivery, error) {
 	return d, err
 }
 
-func appendResult(b []byte, r result) []byte {
+func resultSize(r result) int {
 	n := protowire.SizeTag(1) + protowire.SizeVarint(uint64(r.code))
 	if r.err != "" {
 		n += protowire.SizeTag(2) + protowire.SizeBytes(len(r.err))
 	}
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(n))
+	return n
+}
+
+func appendResult(b []byte, r result) []byte {
 	b = protowire.AppendTag(b, 1, protowire.VarintType)
 	b = protowire.AppendVarint(b, uint64(r.code))
 	if r.err != "" {
@@ -182,40 +182,34 @@ func appendResult(b []byte, r result) []byte {
 	return b
 }
 
-func decodeResults(b []byte) ([]result, error) {
-	var out []result
+func decodeResult(b []byte) (result, error) {
+	var r result
 	err := fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
-		if num != 1 {
-			return -1, nil
-		}
-		v, n, err := consumeBytes(typ, b)
-		if err != nil {
-			return 0, err
-		}
-		var r result
-		err = fields(v, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
-			switch {
-			case num == 1 && typ == protowire.VarintType:
-				c, n := protowire.ConsumeVarint(b)
-				if n < 0 {
-					return 0, errMalformed
-				}
-				r.code = code(c)
-				return n, nil
-			case num == 2:
-				s, n, err := consumeBytes(typ, b)
-				r.err = string(s)
-				return n, err
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			c, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return 0, errMalformed
 			}
-			return -1, nil
-		})
-		if err != nil {
-			return 0, err
+			r.code = code(c)
+			return n, nil
+		case num == 2:
+			s, n, err := consumeBytes(typ, b)
+			r.err = string(s)
+			return n, err
 		}
-		out = append(out, r)
-		return n, nil
+		return -1, nil
 	})
-	return out, err
+	return r, err
+}
+
+// readFrameHeader reads a frame's sequence number and payload length.
+func readFrameHeader(r *bufio.Reader) (seq, n uint64, err error) {
+	if seq, err = binary.ReadUvarint(r); err != nil {
+		return 0, 0, err
+	}
+	n, err = binary.ReadUvarint(r)
+	return seq, n, err
 }
 
 func (r result) error() error {

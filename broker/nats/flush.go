@@ -2,6 +2,7 @@ package nats
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"time"
 
@@ -62,10 +63,15 @@ func (f *flusher) publish(ctx context.Context, m *natsgo.Msg) error {
 	lead := !f.flushing
 	if lead {
 		f.flushing = true
-		f.open = nil
 	}
 	f.mu.Unlock()
 	if lead {
+		// Let the publishers that are ready join the batch first: a
+		// round trip costs far more than a yield.
+		runtime.Gosched()
+		f.mu.Lock()
+		f.open = nil
+		f.mu.Unlock()
 		f.flush(b)
 		f.mu.Lock()
 		more := f.open != nil

@@ -69,6 +69,7 @@ func Run(t *testing.T, f Factory, caps Caps) {
 	t.Run("OversizedRefused", func(t *testing.T) { testOversized(t, f) })
 	t.Run("InvalidTopic", func(t *testing.T) { testInvalidTopic(t, f) })
 	t.Run("ExplicitAck", func(t *testing.T) { testExplicitAck(t, f, caps) })
+	t.Run("InOrderWithMaxConcurrentOne", func(t *testing.T) { testOrder(t, f) })
 	if caps.ReportsHandlerErrors {
 		t.Run("HandlerErrorReachesPublisher", func(t *testing.T) { testHandlerError(t, f) })
 	}
@@ -269,5 +270,48 @@ func testHandlerError(t *testing.T, f Factory) {
 	})
 	if !errors.Is(err, broker.ErrNotDelivered) || !strings.Contains(err.Error(), "cannot handle this") || !strings.Contains(err.Error(), "fails") {
 		t.Fatalf("Publish = %v, want ErrNotDelivered with the handler's error and the topic", err)
+	}
+}
+
+// testOrder: with MaxConcurrent(1), messages one publisher publishes one
+// after another are handled one at a time, in that order.
+func testOrder(t *testing.T, f Factory) {
+	pub, sub := New(t, f), New(t, f)
+	var mu sync.Mutex
+	var got []string
+	var running, overlap atomic.Int64
+	if _, err := sub.Subscribe("order", func(_ context.Context, e broker.Event) error {
+		if running.Add(1) > 1 {
+			overlap.Add(1)
+		}
+		defer running.Add(-1)
+		mu.Lock()
+		got = append(got, string(e.Message().Body))
+		mu.Unlock()
+		return nil
+	}, broker.MaxConcurrent(1)); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+	waitPublish(t, pub, "order", &broker.Message{Body: []byte("warm")}, func() bool { return count() > 0 }, true)
+	mu.Lock()
+	got = nil
+	mu.Unlock()
+	const n = 300
+	for i := range n {
+		if err := pub.Publish(ctx(t), "order", &broker.Message{Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "every message handled", func() bool { return count() >= n })
+	mu.Lock()
+	defer mu.Unlock()
+	for i, b := range got[:n] {
+		if b != fmt.Sprint(i) {
+			t.Fatalf("message %d handled as number %d: order lost (%v...)", i, i, got[max(0, i-3):i+1])
+		}
+	}
+	if overlap.Load() > 0 {
+		t.Fatalf("%d handler calls overlapped with MaxConcurrent(1)", overlap.Load())
 	}
 }
