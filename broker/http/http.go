@@ -76,8 +76,8 @@ type httpBroker struct {
 	address   string // advertised
 	subs      map[string]*subscription
 	topics    map[string]*topicCache
-	peers     map[string]*peer      // other processes we deliver to, by URL
-	streams   map[*stream]struct{}  // publishers' connections to us
+	peers     map[string]*peer     // other processes we deliver to, by URL
+	streams   map[*stream]struct{} // publishers' connections to us
 	nextSub   int
 
 	ctx    context.Context
