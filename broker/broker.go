@@ -6,8 +6,9 @@
 //
 // Implementations: broker/http (the default: point-to-point HTTP between
 // the processes, subscribers found through the service registry, no extra
-// server), broker/nats, and broker/memory for tests and single-process
-// programs.
+// server), broker/nats (NATS core), broker/jetstream (NATS JetStream:
+// stored, at least once, survives subscribers and servers that restart),
+// and broker/memory for tests and single-process programs.
 //
 // # Delivery
 //
@@ -20,7 +21,9 @@
 // returned nil (and, with DisableAutoAck, called Ack); otherwise it returns
 // an error wrapping ErrNotDelivered that names the topic and the subscriber
 // or group. NATS core cannot tell: there Publish returns once the NATS
-// server has the message.
+// server has the message. JetStream returns once the stream stored it,
+// and delivers it (again, until a handler takes it) to subscribers that
+// run later.
 //
 // # Concurrency and order
 //
@@ -129,7 +132,7 @@ type Broker interface {
 	Subscribe(topic string, h Handler, opts ...SubscribeOption) (Subscriber, error)
 	// Address is where the broker can be reached, or "".
 	Address() string
-	// String names the implementation ("http", "nats", "memory").
+	// String names the implementation ("http", "nats", "jetstream", "memory").
 	String() string
 }
 

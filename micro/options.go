@@ -157,7 +157,7 @@ func WithRegistryPlugin(name string, addrs ...string) Option {
 func WithBroker(b broker.Broker) Option { return func(o *options) { o.broker = b } }
 
 // WithBrokerPlugin makes the service use the broker plugin called name
-// (http, nats, memory, or a third-party one) with the given addresses; the
+// (http, nats, jetstream, memory, or a third-party one) with the given addresses; the
 // service makes it on first use and disconnects it when it stops.
 func WithBrokerPlugin(name string, addrs ...string) Option {
 	return func(o *options) {

@@ -130,12 +130,26 @@ func (s *Service) Publish(ctx context.Context, topic string, msg any, opts ...Pu
 type SubscriberOption func(*subscriberOptions)
 
 type subscriberOptions struct {
-	queue string
+	queue         string
+	maxConcurrent int
+	ephemeral     bool
 }
 
 // WithQueue makes the subscriber a member of a queue group: each message
 // goes to one member of the group.
 func WithQueue(name string) SubscriberOption { return func(o *subscriberOptions) { o.queue = name } }
+
+// WithMaxConcurrent bounds the handler calls of the subscription that run
+// at once (default broker.DefaultMaxConcurrent); with 1 the handler sees
+// one message at a time, in the order they arrive.
+func WithMaxConcurrent(n int) SubscriberOption {
+	return func(o *subscriberOptions) { o.maxConcurrent = n }
+}
+
+// WithEphemeral asks a durable broker (jetstream) not to keep the
+// subscription's place for the service while it is down: it gets only
+// what is published while it runs.
+func WithEphemeral() SubscriberOption { return func(o *subscriberOptions) { o.ephemeral = true } }
 
 type subscription struct {
 	topic string
@@ -194,9 +208,13 @@ func (s *Service) subscribe(ctx context.Context, sub *subscription) error {
 	if err != nil {
 		return err
 	}
-	var bopts []broker.SubscribeOption
+	// Named after the service: durable brokers keep its place under it.
+	bopts := []broker.SubscribeOption{broker.SubscriberName(s.opts.name), broker.MaxConcurrent(sub.opts.maxConcurrent)}
 	if sub.opts.queue != "" {
 		bopts = append(bopts, broker.Queue(sub.opts.queue))
+	}
+	if sub.opts.ephemeral {
+		bopts = append(bopts, broker.Ephemeral())
 	}
 	chain := interceptors.ChainSubscriber(s.opts.subscriberInterceptors...)
 	final := chain(func(ctx context.Context, _ string, msg any) error { return sub.fn.call(ctx, msg) })

@@ -82,6 +82,14 @@ func brokerCases() []brokerCase {
 			t.Cleanup(func() { natstest.Stop(srv) })
 			return micro.WithBrokerPlugin("nats", srv.ClientURL())
 		}, false},
+		{"jetstream", func(t *testing.T) micro.Option {
+			srv, err := natstest.StartJetStream(t.TempDir(), -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { natstest.Stop(srv) })
+			return micro.WithBrokerPlugin("jetstream", srv.ClientURL())
+		}, false},
 	}
 }
 

@@ -18,7 +18,7 @@ func TestBuiltinNames(t *testing.T) {
 	if got := strings.Join(plugins.Registries(), ","); got != "etcd,mdns,memory" {
 		t.Errorf("registries %s", got)
 	}
-	if got := strings.Join(plugins.Brokers(), ","); got != "http,memory,nats" {
+	if got := strings.Join(plugins.Brokers(), ","); got != "http,jetstream,memory,nats" {
 		t.Errorf("brokers %s", got)
 	}
 }
@@ -29,7 +29,7 @@ func TestUnknownNameListsKnownOnes(t *testing.T) {
 		t.Fatalf("NewRegistry(consul) = %v", err)
 	}
 	_, err = plugins.NewBroker("kafka", nil, nil)
-	if !errors.Is(err, plugins.ErrUnknownPlugin) || !strings.Contains(err.Error(), "http, memory, nats") {
+	if !errors.Is(err, plugins.ErrUnknownPlugin) || !strings.Contains(err.Error(), "http, jetstream, memory, nats") {
 		t.Fatalf("NewBroker(kafka) = %v", err)
 	}
 }

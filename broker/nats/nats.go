@@ -32,6 +32,7 @@ import (
 
 	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/broker/internal/limit"
+	"github.com/microgrpc/microgrpc/broker/internal/natsconn"
 )
 
 // Name is the broker's name.
@@ -53,50 +54,44 @@ func URLsFromEnv(lookup func(string) (string, bool)) []string {
 }
 
 type options struct {
-	urls           []string
-	tls            *tls.Config
-	user, password string
-	token          string
-	credsFile      string
-	connectTimeout time.Duration
-	logger         *slog.Logger
+	conn natsconn.Options
 }
 
 // Option configures NewBroker.
 type Option func(*options)
 
 // WithURLs sets the server URLs (default nats://127.0.0.1:4222).
-func WithURLs(urls ...string) Option { return func(o *options) { o.urls = urls } }
+func WithURLs(urls ...string) Option { return func(o *options) { o.conn.URLs = urls } }
 
 // WithTLS sets the TLS configuration.
-func WithTLS(c *tls.Config) Option { return func(o *options) { o.tls = c } }
+func WithTLS(c *tls.Config) Option { return func(o *options) { o.conn.TLS = c } }
 
 // WithUserPassword authenticates with a user and password.
 func WithUserPassword(user, password string) Option {
-	return func(o *options) { o.user, o.password = user, password }
+	return func(o *options) { o.conn.User, o.conn.Password = user, password }
 }
 
 // WithToken authenticates with a token.
-func WithToken(token string) Option { return func(o *options) { o.token = token } }
+func WithToken(token string) Option { return func(o *options) { o.conn.Token = token } }
 
 // WithCredentialsFile authenticates with a NATS .creds file.
-func WithCredentialsFile(path string) Option { return func(o *options) { o.credsFile = path } }
+func WithCredentialsFile(path string) Option { return func(o *options) { o.conn.CredsFile = path } }
 
 // WithConnectTimeout bounds connecting.
-func WithConnectTimeout(d time.Duration) Option { return func(o *options) { o.connectTimeout = d } }
+func WithConnectTimeout(d time.Duration) Option { return func(o *options) { o.conn.ConnectTimeout = d } }
 
 // WithLogger sets the logger for reconnects and refused messages.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) {
 		if l != nil {
-			o.logger = l
+			o.conn.Logger = l
 		}
 	}
 }
 
 // NewBroker returns a NATS broker; Connect dials.
 func NewBroker(opts ...Option) broker.Broker {
-	o := options{urls: []string{natsgo.DefaultURL}, connectTimeout: 5 * time.Second, logger: slog.Default()}
+	o := options{conn: natsconn.Defaults()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -133,40 +128,9 @@ func (b *natsBroker) Connect(ctx context.Context) error {
 	case b.nc != nil:
 		return nil
 	}
-	log := b.opts.logger
-	nopts := []natsgo.Option{
-		natsgo.Name("microgrpc"),
-		natsgo.Timeout(b.opts.connectTimeout),
-		natsgo.MaxReconnects(-1),
-		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
-			if err != nil {
-				log.Warn("nats broker: disconnected", "error", err)
-			}
-		}),
-		natsgo.ReconnectHandler(func(nc *natsgo.Conn) { log.Info("nats broker: reconnected", "url", nc.ConnectedUrlRedacted()) }),
-		natsgo.ErrorHandler(func(_ *natsgo.Conn, s *natsgo.Subscription, err error) {
-			subj := ""
-			if s != nil {
-				subj = s.Subject
-			}
-			log.Error("nats broker: async error", "subject", subj, "error", err)
-		}),
-	}
-	if b.opts.tls != nil {
-		nopts = append(nopts, natsgo.Secure(b.opts.tls))
-	}
-	if b.opts.user != "" {
-		nopts = append(nopts, natsgo.UserInfo(b.opts.user, b.opts.password))
-	}
-	if b.opts.token != "" {
-		nopts = append(nopts, natsgo.Token(b.opts.token))
-	}
-	if b.opts.credsFile != "" {
-		nopts = append(nopts, natsgo.UserCredentials(b.opts.credsFile))
-	}
-	nc, err := natsgo.Connect(strings.Join(b.opts.urls, ","), nopts...)
+	nc, err := natsconn.Connect(Name, b.opts.conn)
 	if err != nil {
-		return fmt.Errorf("nats broker: connect to %v: %w", b.opts.urls, err)
+		return err
 	}
 	b.nc = nc
 	b.subs = map[*subscription]struct{}{}
@@ -324,7 +288,7 @@ func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 			m.Header[strings.ToLower(k)] = nm.Header.Get(k)
 		}
 		if err := broker.Invoke(context.Background(), h, topic, m, s.opts.AutoAck); err != nil {
-			b.opts.logger.Warn("nats broker: handler refused a message", "topic", topic, "queue", s.opts.Queue,
+			b.opts.conn.Logger.Warn("nats broker: handler refused a message", "topic", topic, "queue", s.opts.Queue,
 				"content_type", m.Header["content-type"], "error", err)
 		}
 	}

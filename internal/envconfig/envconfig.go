@@ -30,7 +30,7 @@ type Setting struct {
 var (
 	Registry             = Setting{"registry", "MICRO_REGISTRY", "registry plugin: mdns (default), etcd, memory, or a registered third-party name"}
 	RegistryAddress      = Setting{"registry_address", "MICRO_REGISTRY_ADDRESS", "comma-separated registry addresses, e.g. 127.0.0.1:2379"}
-	Broker               = Setting{"broker", "MICRO_BROKER", "broker plugin: http (default), nats, memory"}
+	Broker               = Setting{"broker", "MICRO_BROKER", "broker plugin: http (default), nats, jetstream, memory"}
 	BrokerAddress        = Setting{"broker_address", "MICRO_BROKER_ADDRESS", "comma-separated broker addresses, e.g. nats://127.0.0.1:4222"}
 	ServerName           = Setting{"server_name", "MICRO_SERVER_NAME", "name the service registers under"}
 	ServerVersion        = Setting{"server_version", "MICRO_SERVER_VERSION", "version announced with the node"}

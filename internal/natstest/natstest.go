@@ -16,7 +16,18 @@ func Start() (*server.Server, error) { return StartOn(-1) }
 // StartOn starts a server on the given port (-1: a free one), e.g. to
 // restart one where clients expect it.
 func StartOn(port int) (*server.Server, error) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	return start(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+}
+
+// StartJetStream starts a server with JetStream on, storing in dir (a
+// file store), on the given port (-1: a free one). Started again on the
+// same dir and port, it is the same server after a restart.
+func StartJetStream(dir string, port int) (*server.Server, error) {
+	return start(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, JetStream: true, StoreDir: dir})
+}
+
+func start(opts *server.Options) (*server.Server, error) {
+	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natstest: %w", err)
 	}

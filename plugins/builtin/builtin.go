@@ -1,5 +1,6 @@
 // Package builtin registers microgrpc's own implementations with package
-// plugins: registries mdns, etcd and memory; brokers http, nats and memory.
+// plugins: registries mdns, etcd and memory; brokers http, nats, jetstream
+// and memory.
 // Package micro imports it, so `--registry=etcd` works out of the box, as
 // go-micro promised; programs that do not use micro import only what they
 // need.
@@ -11,6 +12,7 @@ import (
 
 	"github.com/microgrpc/microgrpc/broker"
 	httpbroker "github.com/microgrpc/microgrpc/broker/http"
+	jsbroker "github.com/microgrpc/microgrpc/broker/jetstream"
 	memorybroker "github.com/microgrpc/microgrpc/broker/memory"
 	natsbroker "github.com/microgrpc/microgrpc/broker/nats"
 	"github.com/microgrpc/microgrpc/plugins"
@@ -22,12 +24,13 @@ import (
 
 // The names of the built-in plugins.
 const (
-	RegistryMemory = "memory"
-	RegistryMDNS   = "mdns"
-	RegistryEtcd   = "etcd"
-	BrokerHTTP     = "http"
-	BrokerNATS     = "nats"
-	BrokerMemory   = "memory"
+	RegistryMemory  = "memory"
+	RegistryMDNS    = "mdns"
+	RegistryEtcd    = "etcd"
+	BrokerHTTP      = "http"
+	BrokerNATS      = "nats"
+	BrokerJetStream = "jetstream"
+	BrokerMemory    = "memory"
 
 	// DefaultRegistry is used when nothing chooses one: zero
 	// configuration on one host or LAN.
@@ -59,6 +62,18 @@ func init() {
 			opts = append(opts, natsbroker.WithURLs(addrs...))
 		}
 		return natsbroker.NewBroker(opts...), nil
+	})
+	// jetstream: NATS JetStream, durable; the addresses are server URLs,
+	// as for nats.
+	plugins.RegisterBroker(BrokerJetStream, func(addrs []string, _ resolver.Registry) (broker.Broker, error) {
+		if len(addrs) == 0 {
+			addrs = natsbroker.URLsFromEnv(os.LookupEnv)
+		}
+		var opts []jsbroker.Option
+		if len(addrs) > 0 {
+			opts = append(opts, jsbroker.WithURLs(addrs...))
+		}
+		return jsbroker.NewBroker(opts...), nil
 	})
 	// memory: in-process; each service gets its own unless one is shared
 	// with micro.WithBroker.

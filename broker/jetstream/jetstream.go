@@ -1,0 +1,351 @@
+// Package jetstream is the durable broker: NATS JetStream through
+// nats.go's jetstream package. Messages are stored in a stream before
+// Publish returns, and wait there for subscribers that are not running
+// yet; a handler's refusal, or a subscriber that dies mid-message, makes
+// the message come again.
+//
+// Select it with --broker=jetstream (MICRO_BROKER=jetstream) and
+// --broker_address=nats://host:4222, or NewBroker in code. The NATS
+// server must run with JetStream on.
+//
+// # What it promises
+//
+//   - Publish returns nil only once the stream stored the message (the
+//     server's PubAck). Concurrent publishes are pipelined: each waits for
+//     its own acknowledgement, none waits for another's.
+//   - Streams are created, or updated, on a topic's first use: one per
+//     topic named after WithStreamPrefix and the topic, with the limits of
+//     WithStreamDefaults (retention, max age, replicas...), unless a
+//     stream declared WithStream covers the topic.
+//   - A queue group is a durable consumer named after the group: its
+//     members share it, and each message goes to one of them. A plain
+//     subscription is a durable consumer named after the subscriber
+//     (micro passes the service's name): a restarted service resumes where
+//     it stopped, and the instances of one service share it, so each
+//     message is handled once per subscribing service. With
+//     broker.Ephemeral, or without a name, it is ephemeral: only what is
+//     published while it runs.
+//   - A handler returning nil acknowledges the message. An error makes it
+//     come again after a backoff (WithBackoff), up to WithMaxDeliver
+//     deliveries; then, or at once for an error wrapping
+//     broker.ErrRejected, it is terminated, logged, and published to the
+//     dead-letter subject when WithDeadLetter set one.
+//   - A message whose subscriber dies while handling it is delivered again,
+//     to another member if there is one, after WithAckWait.
+//
+// Delivery is thus at least once: a handler may see a message again (after
+// a crash between handling and acknowledging), so handlers should be
+// idempotent.
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"sync"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/microgrpc/microgrpc/broker"
+	"github.com/microgrpc/microgrpc/broker/internal/natsconn"
+)
+
+// Name is the broker's name.
+const Name = "jetstream"
+
+// ErrInvalidOption is wrapped by Connect's error for options that cannot
+// work.
+var ErrInvalidOption = errors.New("jetstream broker: invalid option")
+
+// Headers set on a dead-lettered message, besides its own.
+const (
+	HeaderDeadLetterTopic = "micro-dead-letter-topic"
+	HeaderDeadLetterError = "micro-dead-letter-error"
+	HeaderDeliveries      = "micro-deliveries"
+)
+
+// NewBroker returns a JetStream broker; Connect dials.
+func NewBroker(opts ...Option) broker.Broker {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &jsBroker{opts: o, streams: map[string]*streamState{}, subs: map[*subscription]struct{}{}}
+}
+
+type jsBroker struct {
+	opts options
+
+	mu      sync.Mutex
+	nc      *natsgo.Conn
+	js      jetstream.JetStream
+	closed  bool
+	streams map[string]*streamState // by stream name
+	subs    map[*subscription]struct{}
+	ctx     context.Context // ends with Disconnect
+	cancel  context.CancelFunc
+}
+
+// streamState is a stream's first creation, shared by the publishes and
+// subscriptions that wait for it.
+type streamState struct {
+	ready chan struct{}
+	err   error // set before ready is closed
+}
+
+func (b *jsBroker) String() string { return Name }
+
+func (b *jsBroker) Address() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.nc == nil {
+		return ""
+	}
+	return b.nc.ConnectedUrlRedacted()
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.ackWait <= 0:
+		return fmt.Errorf("%w: ack wait %v", ErrInvalidOption, o.ackWait)
+	case o.maxDeliver < 1:
+		return fmt.Errorf("%w: max deliver %d", ErrInvalidOption, o.maxDeliver)
+	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
+		return fmt.Errorf("%w: backoff %v..%v", ErrInvalidOption, o.backoffMin, o.backoffMax)
+	case o.maxPending < 1:
+		return fmt.Errorf("%w: max pending %d", ErrInvalidOption, o.maxPending)
+	case o.streamPrefix == "" || strings.ContainsAny(o.streamPrefix, ".*> \t/\\"):
+		return fmt.Errorf("%w: stream prefix %q", ErrInvalidOption, o.streamPrefix)
+	}
+	if o.deadLetter != "" {
+		if err := broker.ValidateTopic(o.deadLetter); err != nil {
+			return fmt.Errorf("%w: dead-letter subject: %v", ErrInvalidOption, err)
+		}
+	}
+	for _, s := range o.streams {
+		if s.Name == "" || len(s.Subjects) == 0 {
+			return fmt.Errorf("%w: a declared stream needs a name and subjects", ErrInvalidOption)
+		}
+	}
+	return nil
+}
+
+func (b *jsBroker) Connect(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.closed:
+		return broker.ErrClosed
+	case b.nc != nil:
+		return nil
+	}
+	if err := b.opts.validate(); err != nil {
+		return err
+	}
+	nc, err := natsconn.Connect(Name, b.opts.conn)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(b.opts.maxPending))
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("jetstream broker: %w", err)
+	}
+	// Fail early and clearly when the server has no JetStream.
+	if _, err := js.AccountInfo(ctx); err != nil {
+		nc.Close()
+		return fmt.Errorf("jetstream broker: JetStream at %v: %w", b.opts.conn.URLs, err)
+	}
+	b.nc, b.js = nc, js
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return nil
+}
+
+// conn returns the connection, or why there is none.
+func (b *jsBroker) conn() (*natsgo.Conn, jetstream.JetStream, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.closed:
+		return nil, nil, broker.ErrClosed
+	case b.nc == nil:
+		return nil, nil, broker.ErrNotConnected
+	}
+	return b.nc, b.js, nil
+}
+
+// streamFor returns the stream config a topic is stored in.
+func (b *jsBroker) streamFor(topic string) jetstream.StreamConfig {
+	for _, s := range b.opts.streams {
+		for _, subj := range s.Subjects {
+			if subjectMatches(subj, topic) {
+				return s
+			}
+		}
+	}
+	cfg := b.opts.stream
+	cfg.Name = b.opts.streamPrefix + "_" + sanitize(topic)
+	cfg.Subjects = []string{topic}
+	return cfg
+}
+
+// ensureStream creates or updates a topic's stream once per broker, and
+// returns its name.
+func (b *jsBroker) ensureStream(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.StreamConfig, error) {
+	cfg := b.streamFor(topic)
+	b.mu.Lock()
+	st := b.streams[cfg.Name]
+	first := st == nil
+	if first {
+		st = &streamState{ready: make(chan struct{})}
+		b.streams[cfg.Name] = st
+	}
+	b.mu.Unlock()
+	if first {
+		cctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		_, err := js.CreateOrUpdateStream(cctx, cfg)
+		cancel()
+		if err != nil {
+			st.err = fmt.Errorf("jetstream broker: create or update stream %s for %q: %w", cfg.Name, topic, err)
+			b.mu.Lock()
+			delete(b.streams, cfg.Name) // the next use tries again
+			b.mu.Unlock()
+		}
+		close(st.ready)
+	}
+	select {
+	case <-st.ready:
+		return cfg, st.err
+	case <-ctx.Done():
+		return cfg, ctx.Err()
+	}
+}
+
+// Publish stores m in the topic's stream and returns once the server
+// acknowledged it.
+func (b *jsBroker) Publish(ctx context.Context, topic string, m *broker.Message, opts ...broker.PublishOption) error {
+	if err := broker.ValidateTopic(topic); err != nil {
+		return err
+	}
+	nc, js, err := b.conn()
+	if err != nil {
+		return err
+	}
+	msg := broker.NewPublishOptions(opts...).Prepare(m)
+	if err := broker.CheckSize(topic, msg, int(nc.MaxPayload())); err != nil {
+		return err
+	}
+	if _, err := b.ensureStream(ctx, js, topic); err != nil {
+		return err
+	}
+	return b.publish(ctx, js, topic, msg)
+}
+
+func (b *jsBroker) publish(ctx context.Context, js jetstream.JetStream, topic string, msg *broker.Message) error {
+	nm := &natsgo.Msg{Subject: topic, Data: msg.Body, Header: natsgo.Header{}}
+	for k, v := range msg.Header {
+		nm.Header.Set(k, v)
+	}
+	fut, err := js.PublishMsgAsync(nm)
+	if err != nil {
+		if errors.Is(err, natsgo.ErrMaxPayload) {
+			return fmt.Errorf("%w: %v", broker.ErrMessageTooLarge, err)
+		}
+		return fmt.Errorf("jetstream broker: publish to %q: %w", topic, err)
+	}
+	select {
+	case <-fut.Ok():
+		return nil
+	case err := <-fut.Err():
+		return fmt.Errorf("jetstream broker: publish to %q not stored: %w", topic, err)
+	case <-ctx.Done():
+		return fmt.Errorf("jetstream broker: publish to %q: no acknowledgement: %w", topic, ctx.Err())
+	}
+}
+
+// Disconnect stops every subscription (the messages being handled finish,
+// within ctx; those not yet handled stay in the stream), waits for the
+// publishes in flight, and closes the connection.
+func (b *jsBroker) Disconnect(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	nc, js := b.nc, b.js
+	subs := b.subs
+	b.subs = map[*subscription]struct{}{}
+	b.mu.Unlock()
+	if nc == nil {
+		return nil
+	}
+	var errs []error
+	for s := range subs {
+		if err := s.Unsubscribe(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("jetstream broker: publishes still waiting for acknowledgements: %w", ctx.Err()))
+	}
+	b.cancel()
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*natsgo.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+	} else {
+		select {
+		case <-closed:
+		case <-ctx.Done():
+			nc.Close()
+			errs = append(errs, fmt.Errorf("jetstream broker: drain: %w", ctx.Err()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sanitize makes a topic usable in stream and consumer names (no '.', no
+// wildcards, no white space or separators); when it had to change
+// anything, a hash of the original keeps different topics apart.
+func sanitize(s string) string {
+	var sb strings.Builder
+	changed := false
+	for _, r := range s {
+		if r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			sb.WriteRune(r)
+			continue
+		}
+		sb.WriteByte('_')
+		changed = true
+	}
+	if changed {
+		h := fnv.New32a()
+		h.Write([]byte(s))
+		fmt.Fprintf(&sb, "_%08x", h.Sum32())
+	}
+	return sb.String()
+}
+
+// subjectMatches reports whether a NATS subject pattern ('*' one token,
+// '>' the rest) matches a subject.
+func subjectMatches(pattern, subject string) bool {
+	p, s := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, tok := range p {
+		switch {
+		case tok == ">":
+			return len(s) > i
+		case i >= len(s):
+			return false
+		case tok != "*" && tok != s[i]:
+			return false
+		}
+	}
+	return len(p) == len(s)
+}
