@@ -78,7 +78,9 @@ func WithToken(token string) Option { return func(o *options) { o.conn.Token = t
 func WithCredentialsFile(path string) Option { return func(o *options) { o.conn.CredsFile = path } }
 
 // WithConnectTimeout bounds connecting.
-func WithConnectTimeout(d time.Duration) Option { return func(o *options) { o.conn.ConnectTimeout = d } }
+func WithConnectTimeout(d time.Duration) Option {
+	return func(o *options) { o.conn.ConnectTimeout = d }
+}
 
 // WithLogger sets the logger for reconnects and refused messages.
 func WithLogger(l *slog.Logger) Option {
