@@ -22,6 +22,7 @@ import (
 
 	"github.com/microgrpc/microgrpc/broker"
 	httpbroker "github.com/microgrpc/microgrpc/broker/http"
+	jsbroker "github.com/microgrpc/microgrpc/broker/jetstream"
 	natsbroker "github.com/microgrpc/microgrpc/broker/nats"
 	"github.com/microgrpc/microgrpc/internal/natstest"
 	"github.com/microgrpc/microgrpc/resolver/memory"
@@ -166,6 +167,31 @@ func natsPipe(b *testing.B, srv *server.Server) *pipe {
 	return p
 }
 
+// jetstreamPipe is the jetstream broker: a nil Publish means the stream
+// stored the message.
+func jetstreamPipe(b *testing.B, srv *server.Server) *pipe {
+	mk := func() broker.Broker {
+		br := jsbroker.NewBroker(jsbroker.WithURLs(srv.ClientURL()), jsbroker.WithLogger(quiet))
+		if err := br.Connect(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		return br
+	}
+	pub, sub := mk(), mk()
+	p := &pipe{name: "jetstream"}
+	if _, err := sub.Subscribe("bench.js", func(context.Context, broker.Event) error { p.handle(); return nil }, broker.Ephemeral()); err != nil {
+		b.Fatal(err)
+	}
+	p.publish = func(ctx context.Context, body []byte) error {
+		return pub.Publish(ctx, "bench.js", &broker.Message{Header: map[string]string{"content-type": "application/protobuf"}, Body: body})
+	}
+	p.close = func() {
+		pub.Disconnect(context.Background())
+		sub.Disconnect(context.Background())
+	}
+	return p
+}
+
 // rawPipe is nats.go alone, fire and forget: publish without waiting,
 // flush once per round.
 func rawPipe(b *testing.B, srv *server.Server) *pipe {
@@ -271,16 +297,23 @@ func (p *pipe) rate() float64 { return float64(p.msgs) / p.took.Seconds() }
 // HTTP broker (one net/http POST per message, keep-alive). Pipes run in
 // interleaved rounds of one run; it reports each pipe's msgs/s, CPU
 // microseconds and allocations per message (the whole process: publisher
-// and subscriber together), and the ratios nats/raw and http/naive.
+// and subscriber together), and the ratios nats/raw and http/naive. The
+// jetstream broker (a nil Publish: stored in a file-backed stream) runs
+// alongside, on a server of its own.
 func BenchmarkPublishHandled(b *testing.B) {
 	srv, err := natstest.Start()
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer natstest.Stop(srv)
+	jsSrv, err := natstest.StartJetStream(b.TempDir(), -1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer natstest.Stop(jsSrv)
 	for _, tc := range []struct{ publishers, window int }{{1, 64}, {16, 256}} {
 		b.Run(fmt.Sprintf("publishers=%d", tc.publishers), func(b *testing.B) {
-			pipes := []*pipe{rawPipe(b, srv), natsPipe(b, srv), httpPipe(b), naivePipe(b)}
+			pipes := []*pipe{rawPipe(b, srv), natsPipe(b, srv), httpPipe(b), naivePipe(b), jetstreamPipe(b, jsSrv)}
 			defer func() {
 				for _, p := range pipes {
 					p.close()
@@ -306,6 +339,7 @@ func BenchmarkPublishHandled(b *testing.B) {
 			ratio := func(a, b string) float64 { return by[a].rate() / by[b].rate() }
 			b.ReportMetric(ratio("nats", "raw-nats.go"), "nats/raw")
 			b.ReportMetric(ratio("http", "naive-http"), "http/naive")
+			b.ReportMetric(ratio("jetstream", "raw-nats.go"), "jetstream/raw")
 			names := slices.Collect(func(yield func(string) bool) {
 				for _, p := range pipes {
 					if !yield(fmt.Sprintf("%s %.0f/s %.1fµs %.0fallocs", p.name, p.rate(), float64(p.cpu.Microseconds())/float64(p.msgs), float64(p.allocs)/float64(p.msgs))) {
