@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/microgrpc/microgrpc/internal/exampletest"
+	"github.com/microgrpc/microgrpc/internal/natstest"
 	"github.com/microgrpc/microgrpc/internal/netns"
 )
 
@@ -45,5 +46,44 @@ func TestPublisherAndSubscribers(t *testing.T) {
 		if err := p.Stop(); err != nil {
 			t.Errorf("subscriber stop: %v\n%s", err, p.Output())
 		}
+	}
+}
+
+// With --broker=jetstream the events wait in a stream: published while no
+// subscriber runs, they are all handled by one started afterwards, and a
+// restarted subscriber does not see them again.
+func TestJetStreamKeepsEventsForLateSubscribers(t *testing.T) {
+	srv, err := natstest.StartJetStream(t.TempDir(), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer natstest.Stop(srv)
+	flags := []string{"--broker=jetstream", "--broker_address=" + srv.ClientURL()}
+	const n = 5
+	pub := exampletest.Start(t, exampletest.Build(t, "./publisher"), nil, append(flags, "-count", fmt.Sprint(n), "-interval", "50ms")...)
+	if err := pub.Wait(); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub.Output())
+	}
+	subBin := exampletest.Build(t, "./subscriber")
+	sub := exampletest.Start(t, subBin, nil, flags...)
+	for i := 1; i <= n; i++ {
+		sub.WaitFor(fmt.Sprintf("received %d ", i))
+	}
+	if err := sub.Stop(); err != nil {
+		t.Fatalf("subscriber stop: %v\n%s", err, sub.Output())
+	}
+	// The service's durable consumer remembers where it was.
+	again := exampletest.Start(t, subBin, nil, flags...)
+	again.WaitFor("service started")
+	pub2 := exampletest.Start(t, exampletest.Build(t, "./publisher"), nil, append(flags, "-count", "1", "-interval", "50ms")...)
+	if err := pub2.Wait(); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub2.Output())
+	}
+	again.WaitFor("received 1 ")
+	if err := again.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(again.Output(), "received "); got != 1 {
+		t.Fatalf("restarted subscriber handled %d events, want only the new one:\n%s", got, again.Output())
 	}
 }
