@@ -53,9 +53,6 @@ func (b *httpBroker) Publish(ctx context.Context, topic string, m *broker.Messag
 		}
 		t.members = append(t.members, n)
 	}
-	// Every delivery of this Publish is bounded by the request timeout.
-	ctx, cancel := context.WithTimeout(ctx, b.opts.requestTimeout)
-	defer cancel()
 	d := delivery{topic: topic, msg: msg}
 	// Start every delivery, then collect: subscribers are reached in
 	// parallel, and a group's next member is tried only when one fails.
@@ -97,7 +94,8 @@ type target struct {
 	next    int   // index into order of the member being tried
 	tried   []error
 
-	p *pending // the delivery in progress
+	p      *pending           // the delivery in progress
+	cancel context.CancelFunc // ends its timeout
 }
 
 func (t *target) member() resolver.Node {
@@ -107,12 +105,21 @@ func (t *target) member() resolver.Node {
 	return t.members[t.order[t.next]]
 }
 
-func (t *target) result() error { return t.p.wait() }
+// result waits for the delivery in progress.
+func (t *target) result() error {
+	err := t.p.wait()
+	t.cancel()
+	return err
+}
 
 // try starts the delivery to the target's current member: queued on the
 // subscription itself when it is one of ours, sent to its process
 // otherwise.
+//
+// Each attempt has its own timeout, so a member that does not answer
+// (frozen, cut off) leaves time to try the next one.
 func (b *httpBroker) try(ctx context.Context, t *target, d delivery) {
+	ctx, t.cancel = context.WithTimeout(ctx, b.opts.requestTimeout)
 	n := t.member()
 	d.sub = n.ID
 	b.mu.Lock()

@@ -269,3 +269,62 @@ func TestGarbageDeliveriesRefused(t *testing.T) {
 		t.Fatalf("after garbage: Publish = %v, handled %d", err, handled.Load())
 	}
 }
+
+// A queue member that takes deliveries and never answers (frozen) costs
+// one request timeout per message sent to it; then the message goes to
+// another member, within the same Publish.
+func TestFrozenMemberFailsOverWithinOnePublish(t *testing.T) {
+	reg := memory.NewRegistry()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			conns.Go(func() {
+				defer c.Close()
+				rd := bufio.NewReader(c)
+				if _, err := http.ReadRequest(rd); err != nil {
+					return
+				}
+				fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: microgrpc-broker/1\r\n\r\n")
+				io.Copy(io.Discard, rd) // takes everything, answers nothing
+			})
+		}
+	}()
+	frozen := &resolver.Service{Name: httpbroker.ServicePrefix + "jobs", Nodes: []resolver.Node{{
+		ID: "frozen-1", Address: lis.Addr().String(), Metadata: map[string]string{"queue": "workers", "topic": "jobs", "scheme": "http"},
+	}}}
+	if err := reg.Register(testCtx(t), frozen); err != nil {
+		t.Fatal(err)
+	}
+	worker := brokertest.New(t, factory(reg))
+	var handled atomic.Int64
+	if _, err := worker.Subscribe("jobs", func(context.Context, broker.Event) error { handled.Add(1); return nil }, broker.Queue("workers")); err != nil {
+		t.Fatal(err)
+	}
+	pub := brokertest.New(t, func(*testing.T) broker.Broker {
+		return httpbroker.NewBroker(httpbroker.WithRegistry(reg), httpbroker.WithAddress("127.0.0.1:0"),
+			httpbroker.WithLogger(quiet), httpbroker.WithRequestTimeout(200*time.Millisecond))
+	})
+	const n = 20
+	for i := range n {
+		if err := pub.Publish(testCtx(t), "jobs", &broker.Message{Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	if handled.Load() != n {
+		t.Fatalf("the working member handled %d of %d", handled.Load(), n)
+	}
+	lis.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), brokertest.Timeout)
+	defer cancel()
+	pub.Disconnect(ctx) // closes the connection to the frozen member
+}
