@@ -279,15 +279,28 @@ func TestFrozenMemberFailsOverWithinOnePublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lis.Close()
 	var conns sync.WaitGroup
-	defer conns.Wait()
-	go func() {
+	var mu sync.Mutex
+	var open []net.Conn
+	// Registered first, so it runs last: after the brokers disconnected.
+	t.Cleanup(func() {
+		lis.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		conns.Wait()
+	})
+	conns.Go(func() {
 		for {
 			c, err := lis.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
 			conns.Go(func() {
 				defer c.Close()
 				rd := bufio.NewReader(c)
@@ -298,7 +311,7 @@ func TestFrozenMemberFailsOverWithinOnePublish(t *testing.T) {
 				io.Copy(io.Discard, rd) // takes everything, answers nothing
 			})
 		}
-	}()
+	})
 	frozen := &resolver.Service{Name: httpbroker.ServicePrefix + "jobs", Nodes: []resolver.Node{{
 		ID: "frozen-1", Address: lis.Addr().String(), Metadata: map[string]string{"queue": "workers", "topic": "jobs", "scheme": "http"},
 	}}}
@@ -323,8 +336,4 @@ func TestFrozenMemberFailsOverWithinOnePublish(t *testing.T) {
 	if handled.Load() != n {
 		t.Fatalf("the working member handled %d of %d", handled.Load(), n)
 	}
-	lis.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), brokertest.Timeout)
-	defer cancel()
-	pub.Disconnect(ctx) // closes the connection to the frozen member
 }
