@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	etcdnaming "go.etcd.io/etcd/client/v3/naming/resolver"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	grpcresolver "google.golang.org/grpc/resolver"
@@ -41,7 +42,33 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func prefix(t *testing.T) string { return "/test/" + strings.ReplaceAll(t.Name(), "/", "_") }
+// prefixes holds each test's etcd prefix. A test's keys live under a
+// prefix of its own on each run, and are deleted when it ends: keys a
+// previous run (go test -count=N) left on a live lease must not be seen.
+var (
+	prefixes  sync.Map // *testing.T -> string
+	prefixSeq atomic.Int64
+)
+
+func prefix(t *testing.T) string {
+	if p, ok := prefixes.Load(t); ok {
+		return p.(string)
+	}
+	p := fmt.Sprintf("/test/%s/run-%d-%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano(), prefixSeq.Add(1))
+	prefixes.Store(t, p)
+	t.Cleanup(func() {
+		prefixes.Delete(t)
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{server.Endpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.Delete(ctx, p+"/", clientv3.WithPrefix())
+	})
+	return p
+}
 
 func newRegistry(t *testing.T, endpoint string, opts ...etcd.Option) *etcd.Registry {
 	t.Helper()
