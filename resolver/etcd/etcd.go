@@ -21,7 +21,16 @@
 //     read, and on compaction, a closed watch channel or any error they
 //     re-list (emitting the differences) and watch again, backing off.
 //   - A value under the prefix that does not decode is skipped with a log
-//     line; it never breaks a watch or other services.
+//     line; it never breaks a watch or other services. A node whose key
+//     someone overwrote puts its own value back, and watchers drop the node
+//     while its value does not decode.
+//   - Records written by etcd's own endpoints.Manager for plain grpc-go
+//     servers ({"Op":0,"Addr":"host:port",...} under <prefix>/<service>/<id>)
+//     are nodes too: service and id from the key, metadata when it is a
+//     JSON object of strings.
+//   - An unreachable etcd is an error that says so: reads without a
+//     deadline are bounded (WithReadTimeout), and errors name etcd's
+//     addresses and why they did not answer (connection refused, ...).
 //
 // # Scheme for plain grpc-go programs
 //
@@ -38,6 +47,8 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -45,6 +56,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/etcd/internal/wire"
@@ -59,6 +72,7 @@ var ErrClosed = errors.New("etcd registry: closed")
 // Registry is an etcd-backed resolver.Registry. Close it when done.
 type Registry struct {
 	opts       options
+	endpoints  []string // what the client dials, for error messages
 	client     *clientv3.Client
 	ownsClient bool
 	kv         clientv3.KV
@@ -101,6 +115,7 @@ func NewRegistry(opts ...Option) (*Registry, error) {
 		}
 		r.client, r.ownsClient = c, true
 	}
+	r.endpoints = r.client.Endpoints()
 	r.kv = r.client.KV
 	if o.wrapKV != nil {
 		r.kv = o.wrapKV(r.kv)
@@ -155,7 +170,7 @@ func (r *Registry) register(ctx context.Context, key, value string, ttl int64) e
 	// an error for the caller, then keep it alive in the background.
 	lease, err := r.put(ctx, key, value, ttl)
 	if err != nil {
-		return fmt.Errorf("etcd registry: register %s: %w", key, err)
+		return fmt.Errorf("etcd registry: register %s in etcd at %s: %w", key, strings.Join(r.endpoints, ","), r.explain(err))
 	}
 	k := &keeper{r: r, key: key, value: value, ttl: ttl, lease: lease, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	kctx, cancel := context.WithCancel(r.ctx)
@@ -224,9 +239,11 @@ func (r *Registry) GetService(ctx context.Context, name string) ([]*resolver.Ser
 	if err := resolver.ValidateName(name); err != nil {
 		return nil, err
 	}
+	ctx, cancel := r.readContext(ctx)
+	defer cancel()
 	resp, err := r.kv.Get(ctx, r.serviceKey(name), clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("etcd registry: get %q: %w", name, err)
+		return nil, fmt.Errorf("etcd registry: get %q from etcd at %s: %w", name, strings.Join(r.endpoints, ","), r.explain(err))
 	}
 	var svcs []*resolver.Service
 	for _, kv := range resp.Kvs {
@@ -240,25 +257,44 @@ func (r *Registry) GetService(ctx context.Context, name string) ([]*resolver.Ser
 	return resolver.GroupByVersion(svcs), nil
 }
 
-// decode parses a value, logging and skipping what is not one of ours.
+// decode parses a value, logging and skipping what is not a node: a key
+// that is not <prefix>/<service>/<id> (an id has no '/', as Register
+// requires), or a value that does not decode.
 func (r *Registry) decode(key, value []byte) (*resolver.Service, bool) {
-	s, err := wire.Decode(value)
-	if err != nil {
-		r.opts.logger.Warn("etcd registry: skipping value that does not decode", "key", string(key), "error", err)
-		return nil, false
+	service, id, err := r.splitKey(string(key))
+	var s *resolver.Service
+	if err == nil {
+		s, err = wire.Decode(value, service, id)
 	}
-	if want := r.nodeKey(s.Name, s.Nodes[0].ID); want != string(key) {
-		r.opts.logger.Warn("etcd registry: skipping value stored under the wrong key", "key", string(key), "want", want)
+	if err != nil {
+		r.opts.logger.Warn("etcd registry: skipping a value that is not a node", "key", string(key), "error", err)
 		return nil, false
 	}
 	return s, true
 }
 
+// splitKey returns the service and node id a key names.
+func (r *Registry) splitKey(key string) (service, id string, err error) {
+	rest, ok := strings.CutPrefix(key, r.opts.prefix+"/")
+	if ok {
+		service, id, ok = strings.Cut(rest, "/")
+	}
+	switch {
+	case !ok || resolver.ValidateName(service) != nil || id == "":
+		return "", "", fmt.Errorf("%w: key is not %s/<service>/<node id>", wire.ErrMalformed, r.opts.prefix)
+	case strings.Contains(id, "/"):
+		return "", "", fmt.Errorf("%w: node id %q contains '/'", wire.ErrMalformed, id)
+	}
+	return service, id, nil
+}
+
 // ListServices lists the services with at least one node, without nodes.
 func (r *Registry) ListServices(ctx context.Context) ([]*resolver.Service, error) {
+	ctx, cancel := r.readContext(ctx)
+	defer cancel()
 	resp, err := r.kv.Get(ctx, r.opts.prefix+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
-		return nil, fmt.Errorf("etcd registry: list: %w", err)
+		return nil, fmt.Errorf("etcd registry: list from etcd at %s: %w", strings.Join(r.endpoints, ","), r.explain(err))
 	}
 	names := map[string]bool{}
 	for _, kv := range resp.Kvs {
@@ -296,6 +332,39 @@ func (r *Registry) Close() error {
 		return r.client.Close()
 	}
 	return nil
+}
+
+// readContext bounds a read whose context has no deadline.
+func (r *Registry) readContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, r.opts.readTimeout)
+}
+
+// explain adds why etcd did not answer to an error that only says it did
+// not in time: the etcd client hides the cause (connection refused, no
+// route...) behind its own retries, so each endpoint is dialed once to
+// find it.
+func (r *Registry) explain(err error) error {
+	if !errors.Is(err, context.DeadlineExceeded) && status.Code(err) != codes.Unavailable && status.Code(err) != codes.DeadlineExceeded {
+		return err
+	}
+	var causes []string
+	for _, ep := range r.endpoints {
+		host := ep
+		if u, perr := url.Parse(ep); perr == nil && u.Host != "" {
+			host = u.Host
+		}
+		c, derr := net.DialTimeout("tcp", host, time.Second)
+		if derr != nil {
+			causes = append(causes, fmt.Sprintf("etcd at %s: %v", host, derr))
+			continue
+		}
+		c.Close()
+		causes = append(causes, fmt.Sprintf("etcd at %s accepts connections but did not answer in time", host))
+	}
+	return fmt.Errorf("%w (%s)", err, strings.Join(causes, "; "))
 }
 
 // backoff returns the delay before attempt n (from 0): 100ms doubling,

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // keeper keeps one key registered: it keeps its lease alive, watches the
-// key, and puts it back on a new lease whenever either is lost.
+// key, puts its value back when someone else overwrote it, and puts it
+// back on a new lease whenever the key or the lease is lost.
 type keeper struct {
 	r      *Registry
 	key    string
@@ -66,6 +68,7 @@ func (k *keeper) run(ctx context.Context) {
 	defer close(k.done)
 	log := k.r.opts.logger.With("key", k.key)
 	failures := 0
+	lost := false
 	for ctx.Err() == nil {
 		k.mu.Lock()
 		lease := k.lease
@@ -74,7 +77,11 @@ func (k *keeper) run(ctx context.Context) {
 			k.mu.Lock()
 			value, ttl := k.value, k.ttl
 			k.mu.Unlock()
-			id, err := k.r.put(ctx, k.key, value, ttl)
+			// Bounded: a call into an etcd that is down may otherwise wait
+			// for it forever, and the recovery would never be logged.
+			pctx, cancel := context.WithTimeout(ctx, k.r.opts.dialTimeout+time.Duration(ttl)*time.Second)
+			id, err := k.r.put(pctx, k.key, value, ttl)
+			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -90,9 +97,10 @@ func (k *keeper) run(ctx context.Context) {
 			k.mu.Lock()
 			k.lease = id
 			k.mu.Unlock()
-			if failures > 0 {
-				log.Info("etcd registry: registration recovered", "lease", int64(id), "after_attempts", failures)
+			if failures > 0 || lost {
+				log.Info("etcd registry: registration restored", "lease", int64(id), "after_attempts", failures)
 			}
+			lost = false
 			failures = 0
 		}
 		why := k.hold(ctx)
@@ -100,6 +108,7 @@ func (k *keeper) run(ctx context.Context) {
 			return
 		}
 		log.Warn("etcd registry: registration lost, registering again", "reason", why)
+		lost = true
 		k.mu.Lock()
 		k.lease = 0
 		k.mu.Unlock()
@@ -133,7 +142,7 @@ func (k *keeper) hold(ctx context.Context) string {
 				// The watch ended (etcd lost its leader or restarted):
 				// check the key ourselves before deciding.
 				if !k.present(hctx) {
-					return "key missing after the watch ended"
+					return "key missing or not ours after the watch ended"
 				}
 				wch = k.r.client.Watch(clientv3.WithRequireLeader(hctx), k.key)
 				continue
@@ -141,6 +150,18 @@ func (k *keeper) hold(ctx context.Context) string {
 			for _, ev := range wr.Events {
 				if ev.Type == clientv3.EventTypeDelete {
 					return "key deleted"
+				}
+				k.mu.Lock()
+				ours := string(ev.Kv.Value) == k.value && clientv3.LeaseID(ev.Kv.Lease) == lease
+				value := k.value
+				k.mu.Unlock()
+				if !ours {
+					// Someone else wrote our key: put our value back.
+					log := k.r.opts.logger.With("key", k.key)
+					log.Warn("etcd registry: registration overwritten, putting it back")
+					if _, err := k.r.kv.Put(ctx, k.key, value, clientv3.WithLease(lease)); err != nil {
+						return "put back overwritten value: " + err.Error()
+					}
 				}
 			}
 		case <-k.wake:
@@ -161,7 +182,13 @@ func (k *keeper) hold(ctx context.Context) string {
 	}
 }
 
+// present reports whether the key holds our value.
 func (k *keeper) present(ctx context.Context) bool {
-	resp, err := k.r.kv.Get(ctx, k.key, clientv3.WithCountOnly())
-	return err == nil && resp.Count > 0
+	resp, err := k.r.kv.Get(ctx, k.key)
+	if err != nil || len(resp.Kvs) == 0 {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return string(resp.Kvs[0].Value) == k.value
 }

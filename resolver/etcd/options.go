@@ -15,6 +15,10 @@ const (
 	DefaultPrefix      = "/micro/registry"
 	DefaultEndpoint    = "127.0.0.1:2379"
 	DefaultDialTimeout = 5 * time.Second
+	// DefaultReadTimeout bounds a read (GetService, ListServices, the
+	// first listing of a Watch) when the caller's context has no deadline,
+	// so that an unreachable etcd is an error, not a wait.
+	DefaultReadTimeout = 3 * time.Second
 	// DefaultTTL is the lease TTL of a registration that has none.
 	DefaultTTL = 30 * time.Second
 	// MaxRetryBackoff caps the delay between attempts to re-register after
@@ -29,6 +33,7 @@ const EnvAddress = "MICRO_REGISTRY_ADDRESS"
 type options struct {
 	endpoints      []string
 	dialTimeout    time.Duration
+	readTimeout    time.Duration
 	username, pass string
 	tls            *tls.Config
 	prefix         string
@@ -39,7 +44,7 @@ type options struct {
 }
 
 func defaultOptions() options {
-	return options{dialTimeout: DefaultDialTimeout, prefix: DefaultPrefix, logger: slog.Default()}
+	return options{dialTimeout: DefaultDialTimeout, readTimeout: DefaultReadTimeout, prefix: DefaultPrefix, logger: slog.Default()}
 }
 
 // Option configures NewRegistry.
@@ -51,6 +56,16 @@ func WithEndpoints(eps ...string) Option { return func(o *options) { o.endpoints
 
 // WithDialTimeout bounds connecting to etcd.
 func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
+
+// WithReadTimeout bounds reads whose context has no deadline (default
+// DefaultReadTimeout).
+func WithReadTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.readTimeout = d
+		}
+	}
+}
 
 // WithAuth sets etcd's username and password.
 func WithAuth(username, password string) Option {

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -35,13 +36,16 @@ func (r *Registry) Watch(ctx context.Context, opts ...resolver.WatchOption) (res
 	stopOnClose := context.AfterFunc(r.ctx, cancel)
 	w := &watcher{r: r, prefix: prefix, ctx: wctx, cancel: cancel, q: eventq.New(),
 		known: map[string]*resolver.Service{}, done: make(chan struct{})}
-	// The first listing is synchronous: events start from its revision.
-	rev, err := w.list(wctx, false)
+	// The first listing is synchronous (and bounded: an unreachable etcd
+	// is an error here): events start from its revision.
+	lctx, lcancel := r.readContext(ctx)
+	rev, err := w.list(lctx, false)
+	lcancel()
 	if err != nil {
 		cancel()
 		stopOnClose()
 		r.wg.Done()
-		return nil, err
+		return nil, fmt.Errorf("etcd registry: watch %s in etcd at %s: %w", prefix, strings.Join(r.endpoints, ","), r.explain(err))
 	}
 	go func() {
 		defer r.wg.Done()
@@ -137,6 +141,12 @@ func (w *watcher) follow(rev int64) error {
 			case clientv3.EventTypePut:
 				s, ok := w.r.decode(ev.Kv.Key, ev.Kv.Value)
 				if !ok {
+					// A node whose record no longer decodes is gone for
+					// us (its own node puts it back, if it lives).
+					if old, known := w.known[key]; known {
+						delete(w.known, key)
+						w.push(resolver.Delete, old)
+					}
 					continue
 				}
 				action := resolver.Create

@@ -2,6 +2,11 @@
 // etcd's own naming/endpoints update ({"Op":0,"Addr":"host:port",
 // "Metadata":{...}}), so etcd's gRPC naming resolver can read our keys, with
 // the node's registry data inside Metadata.
+//
+// It also reads what etcd's endpoints.Manager writes for a plain grpc-go
+// server ({"Op":0,"Addr":"host:port","Metadata":null}, or any metadata):
+// the service and node id then come from the key, and the metadata is the
+// node's when it is a JSON object of strings.
 package wire
 
 import (
@@ -43,16 +48,34 @@ func Encode(s *resolver.Service, n resolver.Node) ([]byte, error) {
 // ErrMalformed is wrapped by Decode's errors.
 var ErrMalformed = errors.New("malformed registry value")
 
-// Decode parses a stored value back into a one-node service.
-func Decode(value []byte) (*resolver.Service, error) {
-	var u Update
+// Decode parses a stored value back into a one-node service. service and
+// id are what the value's key says (<prefix>/<service>/<id>): a microgrpc
+// record must name the same, and a record of etcd's endpoints.Manager takes
+// them from there.
+func Decode(value []byte, service, id string) (*resolver.Service, error) {
+	var u struct {
+		Op       *uint8
+		Addr     string
+		Metadata json.RawMessage
+	}
 	if err := json.Unmarshal(value, &u); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if u.Op != OpAdd || u.Addr == "" || u.Metadata.ID == "" || u.Metadata.Service == "" {
-		return nil, fmt.Errorf("%w: missing op, address, node id or service name", ErrMalformed)
+	if u.Op == nil || *u.Op != OpAdd || u.Addr == "" {
+		return nil, fmt.Errorf("%w: not an endpoint addition with an address", ErrMalformed)
 	}
-	m := u.Metadata
+	var m Node
+	if json.Unmarshal(u.Metadata, &m) != nil || m.ID == "" || m.Service == "" {
+		// Not ours: an endpoints.Manager record.
+		var md map[string]string
+		if json.Unmarshal(u.Metadata, &md) != nil {
+			md = nil
+		}
+		return &resolver.Service{Name: service, Nodes: []resolver.Node{{ID: id, Address: u.Addr, Metadata: md}}}, nil
+	}
+	if m.Service != service || m.ID != id {
+		return nil, fmt.Errorf("%w: record of node %q of %q stored under the key of node %q of %q", ErrMalformed, m.ID, m.Service, id, service)
+	}
 	return &resolver.Service{
 		Name: m.Service, Version: m.Version, Metadata: m.ServiceMetadata, Endpoints: m.Endpoints,
 		Nodes: []resolver.Node{{ID: m.ID, Address: u.Addr, Metadata: m.Metadata}},
