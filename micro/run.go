@@ -134,6 +134,11 @@ func (s *Service) Run() error {
 	hbWG.Wait()
 	rg.deregister(stopCtx)
 	sleepCtx(stopCtx, s.opts.deregisterWait)
+	if s.health != nil {
+		// Watchers were told NOT_SERVING; holding their streams open would
+		// make the graceful stop wait out the grace period.
+		s.health.endWatches()
+	}
 	drainCtx, cancelDrain := context.WithTimeout(stopCtx, s.opts.grace)
 	s.stopSubscriptions(drainCtx)
 	cancelDrain()

@@ -72,6 +72,9 @@ func (s *Service) installStandardServices() {
 			}
 			s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 		}
+		// The name the service was deployed as, for probes that know only
+		// that (grpc_health_probe -service=greeter, orchestrators).
+		s.health.SetServingStatus(s.opts.name, healthpb.HealthCheckResponse_SERVING)
 	}
 }
 

@@ -29,7 +29,7 @@ var ErrAlreadyRunning = errors.New("micro: service already running")
 type Service struct {
 	opts   options
 	server *grpc.Server
-	health *health.Server
+	health *healthServer
 	mu     sync.Mutex
 	// reg is the registry in use: the one given with WithRegistry, or one
 	// made from a plugin on first use (ownsRegistry is then true, and the
@@ -84,7 +84,7 @@ func NewService(opts ...Option) *Service {
 		s.server = grpc.NewServer(s.serverOptions()...)
 	}
 	if o.health {
-		s.health = health.NewServer()
+		s.health = newHealthServer()
 	}
 	return s
 }
@@ -98,7 +98,12 @@ func (s *Service) Server() *grpc.Server { return s.server }
 // status of individual services; nil when health is turned off. The
 // service sets every registered service SERVING when it starts and
 // NOT_SERVING when shutdown begins.
-func (s *Service) Health() *health.Server { return s.health }
+func (s *Service) Health() *health.Server {
+	if s.health == nil {
+		return nil
+	}
+	return s.health.Server
+}
 
 // Name returns the service name.
 func (s *Service) Name() string { return s.opts.name }

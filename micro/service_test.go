@@ -175,7 +175,9 @@ func TestHealthServingThenNotServingDuringShutdown(t *testing.T) {
 	srv := startService(t, memory.NewRegistry(), "greeter", micro.WithDeregisterWait(2*time.Second))
 	hc := healthpb.NewHealthClient(plainConn(t, srv.svc.Address()))
 	ctx := testCtx(t)
-	for _, name := range []string{"", "greeter.Greeter"} {
+	// "greeter" is the name the service was deployed as
+	// (grpc_health_probe -service=greeter).
+	for _, name := range []string{"", "greeter.Greeter", "greeter"} {
 		rsp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: name})
 		if err != nil || rsp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			t.Fatalf("Check(%q) = %v, %v; want SERVING", name, rsp.GetStatus(), err)
@@ -183,15 +185,17 @@ func TestHealthServingThenNotServingDuringShutdown(t *testing.T) {
 	}
 	srv.cancel()
 	// During the deregister wait the server still answers, NOT_SERVING.
-	for {
-		rsp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "greeter.Greeter"})
-		if err != nil {
-			t.Fatalf("Check during shutdown: %v", err)
+	for _, name := range []string{"greeter.Greeter", "greeter"} {
+		for {
+			rsp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: name})
+			if err != nil {
+				t.Fatalf("Check during shutdown: %v", err)
+			}
+			if rsp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+				break
+			}
+			time.Sleep(defaultTestShortTimeout)
 		}
-		if rsp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
-			break
-		}
-		time.Sleep(defaultTestShortTimeout)
 	}
 	if err := srv.stop(t); err != nil {
 		t.Fatalf("Run() = %v, want nil", err)
@@ -441,5 +445,35 @@ func TestOversizedMessageResourceExhausted(t *testing.T) {
 	}
 	if _, err := client.Hello(testCtx(t), &pb.Request{Name: "small"}); err != nil {
 		t.Fatalf("server stopped serving after an oversized message: %v", err)
+	}
+}
+
+// A client holding a health Watch open (as load balancers do) does not
+// make a graceful stop wait out the grace period: the watcher is told
+// NOT_SERVING, then its stream ends.
+func TestShutdownWithOpenHealthWatchIsQuick(t *testing.T) {
+	const grace = 10 * time.Second
+	srv := startService(t, memory.NewRegistry(), "greeter", micro.WithGracePeriod(grace))
+	hc := healthpb.NewHealthClient(plainConn(t, srv.svc.Address()))
+	stream, err := hc.Watch(testCtx(t), &healthpb.HealthCheckRequest{Service: "greeter"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rsp, err := stream.Recv(); err != nil || rsp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first Watch answer %v, %v", rsp, err)
+	}
+	start := time.Now()
+	if err := srv.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > grace/2 {
+		t.Fatalf("stop with an open health watch took %v (grace %v)", took, grace)
+	}
+	rsp, err := stream.Recv()
+	if err != nil || rsp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("the watcher was not told NOT_SERVING before its stream ended: %v, %v", rsp, err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("stream end = %v, want Unavailable", err)
 	}
 }
