@@ -135,3 +135,10 @@ func (p *Process) Stop() error {
 		return p.err
 	}
 }
+
+// Kill sends SIGKILL (a crash: no deregistration, no goodbye) and waits
+// for the exit.
+func (p *Process) Kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}

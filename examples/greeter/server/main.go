@@ -5,7 +5,9 @@
 package main
 
 import (
+	"flag"
 	"log"
+	"time"
 
 	"github.com/microgrpc/microgrpc/examples/greeter/handler"
 	"github.com/microgrpc/microgrpc/micro"
@@ -13,11 +15,14 @@ import (
 )
 
 func main() {
+	interval := flag.Duration("stream_interval", 100*time.Millisecond, "time between HelloStream's greetings")
+	micro.DefineFlags(flag.CommandLine)
+	flag.Parse()
 	service := micro.NewService(micro.WithName("greeter"))
 	if err := service.Init(); err != nil {
 		log.Fatal(err)
 	}
-	pb.RegisterGreeterServer(service.Server(), &handler.Greeter{})
+	pb.RegisterGreeterServer(service.Server(), &handler.Greeter{Node: service.ID(), Interval: *interval})
 	if err := service.Run(); err != nil {
 		log.Fatal(err)
 	}
