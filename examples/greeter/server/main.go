@@ -1,6 +1,6 @@
 // Command server is the greeter service of go-micro's README, on microgrpc.
 //
-//	../shared/bin/netns-run go run ./examples/greeter/server   # mdns, kept off the network
+//	go run ./cmd/netns-run go run ./examples/greeter/server   # mdns, kept off the network
 //	MICRO_REGISTRY=etcd MICRO_REGISTRY_ADDRESS=127.0.0.1:2379 go run ./examples/greeter/server
 package main
 

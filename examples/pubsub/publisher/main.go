@@ -2,7 +2,7 @@
 // every interval, as go-micro's pubsub example does, with the caller's
 // metadata attached.
 //
-//	../shared/bin/netns-run go run ./examples/pubsub/publisher -count 5
+//	go run ./cmd/netns-run go run ./examples/pubsub/publisher -count 5
 package main
 
 import (
