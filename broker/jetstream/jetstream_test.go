@@ -37,6 +37,7 @@ const (
 	envTopic  = "MICRO_JETSTREAM_TEST_TOPIC"
 	envQueue  = "MICRO_JETSTREAM_TEST_QUEUE"
 	envName   = "MICRO_JETSTREAM_TEST_NAME"
+	envStuck  = "MICRO_JETSTREAM_TEST_STUCK" // handlers never finish: killed mid-message
 )
 
 func TestMain(m *testing.M) {
@@ -84,7 +85,15 @@ func subscriberProcess() int {
 	if q := os.Getenv(envQueue); q != "" {
 		opts = append(opts, broker.Queue(q))
 	}
-	_, err := b.Subscribe(os.Getenv(envTopic), func(_ context.Context, e broker.Event) error {
+	stuck := os.Getenv(envStuck) != ""
+	_, err := b.Subscribe(os.Getenv(envTopic), func(ctx context.Context, e broker.Event) error {
+		mu.Lock()
+		fmt.Fprintf(os.Stdout, "start %s\n", e.Message().Body)
+		mu.Unlock()
+		if stuck {
+			<-ctx.Done() // until killed
+			return ctx.Err()
+		}
 		time.Sleep(time.Millisecond) // be mid-message when killed
 		mu.Lock()
 		defer mu.Unlock()
@@ -109,10 +118,11 @@ func subscriberProcess() int {
 
 // child is a subscriber process; seen collects what all children handled.
 type child struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	ready chan struct{}
-	done  chan struct{}
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	ready   chan struct{}
+	done    chan struct{}
+	started chan string // bodies it began to handle; buffered, extra ones dropped
 }
 
 type seen struct {
@@ -133,10 +143,11 @@ func (s *seen) has(body string) bool {
 }
 
 // startChild starts a subscriber process of topic (queue may be "").
-func startChild(t *testing.T, s *seen, topic, queue, name string) *child {
+func startChild(t *testing.T, s *seen, topic, queue, name string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envHelper+"=1", envURL+"="+url, envTopic+"="+topic, envQueue+"="+queue, envName+"="+name)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -149,7 +160,7 @@ func startChild(t *testing.T, s *seen, topic, queue, name string) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, stdin: stdin, ready: make(chan struct{}), done: make(chan struct{})}
+	c := &child{cmd: cmd, stdin: stdin, ready: make(chan struct{}), done: make(chan struct{}), started: make(chan string, 1024)}
 	go func() {
 		defer close(c.done)
 		sc := bufio.NewScanner(stdout)
@@ -159,6 +170,11 @@ func startChild(t *testing.T, s *seen, topic, queue, name string) *child {
 				close(c.ready)
 			} else if body, ok := strings.CutPrefix(line, "handled "); ok {
 				s.add(body)
+			} else if body, ok := strings.CutPrefix(line, "start "); ok {
+				select {
+				case c.started <- body:
+				default:
+				}
 			}
 		}
 		cmd.Wait()
@@ -246,36 +262,70 @@ func TestBacklogHandledByLateSubscriber(t *testing.T) {
 	waitAll(t, s, bodies, "late subscriber")
 }
 
-// A queue group of three processes, one killed mid-stream: every message
-// whose Publish returned nil is handled at least once.
+// A queue group of three processes, one killed with SIGKILL while it holds
+// messages it began to handle: every message whose Publish returned nil is
+// handled at least once, those the killed member held by the others after
+// the ack wait.
 func TestQueueMemberKilledNothingAckedLost(t *testing.T) {
 	s := &seen{counts: map[string]int{}}
-	var kids []*child
-	for range 3 {
+	// kids[0] never finishes a message, as if frozen mid-handler.
+	kids := []*child{startChild(t, s, "killq", "workers", "", envStuck+"=1")}
+	for range 2 {
 		kids = append(kids, startChild(t, s, "killq", "workers", ""))
 	}
 	pub := newBroker(t)
-	var acked []string
-	failed := 0
-	for i := range 600 {
-		if i == 200 {
-			kids[0].kill()
+	var (
+		mu     sync.Mutex
+		acked  []string
+		failed int
+	)
+	publish := func(from, to int) {
+		var wg sync.WaitGroup
+		for i := from; i < to; i++ {
+			wg.Go(func() {
+				body := fmt.Sprint("k", i)
+				err := pub.Publish(testCtx(t), "killq", &broker.Message{Body: []byte(body)})
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed++
+					return
+				}
+				acked = append(acked, body)
+			})
 		}
-		body := fmt.Sprint("k", i)
-		if err := pub.Publish(testCtx(t), "killq", &broker.Message{Body: []byte(body)}); err != nil {
-			failed++
-			continue
-		}
-		acked = append(acked, body)
+		wg.Wait()
 	}
+	publish(0, 200)
+	// Kill the stuck member once it holds a message.
+	var held string
+	select {
+	case held = <-kids[0].started:
+	case <-time.After(defaultTestTimeout):
+		t.Fatal("the stuck member was given no message")
+	}
+	kids[0].kill()
+	var heldAll []string
+	for done := false; !done; {
+		select {
+		case b := <-kids[0].started:
+			heldAll = append(heldAll, b)
+		default:
+			done = true
+		}
+	}
+	heldAll = append(heldAll, held)
+	publish(200, 600)
 	waitAll(t, s, acked, "queue group with a killed member")
+	waitAll(t, s, heldAll, "messages the killed member held")
 	s.mu.Lock()
 	dups := 0
 	for _, c := range s.counts {
 		dups += c - 1
 	}
 	s.mu.Unlock()
-	t.Logf("%d acknowledged (%d publishes failed), all handled; %d duplicates (redelivered after the kill)", len(acked), failed, dups)
+	t.Logf("%d acknowledged (%d publishes failed), all handled; the killed member held %d, redelivered to the others; %d handled twice",
+		len(acked), failed, len(heldAll), dups)
 }
 
 // The NATS server stopped and restarted on the same store mid-stream:
