@@ -52,6 +52,8 @@ func TestForContentType(t *testing.T) {
 		{"application/json", "json"},
 		{"Application/JSON; charset=utf-8", "json"},
 		{"application/grpc+json", "json"},
+		{"application/grpc;charset=utf-8", "proto"},
+		{"application/grpc+json;charset=utf-8", "json"},
 		{"application/octet-stream", "bytes"},
 	}
 	for _, tt := range tests {
