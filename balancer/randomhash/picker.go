@@ -92,7 +92,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	var now time.Time
 	checkEjected := p.b.ejected.Load() > 0
 	if checkEjected {
-		now = time.Now()
+		now = timeNow()
 	}
 	if !checkEjected && (cs == nil || cs.plain()) {
 		return p.pickFrom(p.ready[randIntN(len(p.ready))], cs, info)

@@ -51,6 +51,10 @@ import (
 // Name is the policy's name in service configs.
 const Name = "random_hash"
 
+// timeNow is the clock of ejections; tests replace it to move time without
+// sleeping.
+var timeNow = time.Now
+
 func init() {
 	balancer.Register(builder{})
 }
@@ -92,8 +96,12 @@ type rhBalancer struct {
 	// that it survives picker rebuilds.
 	mu       sync.Mutex
 	outliers map[string]*outlier
-	// ejected counts ejected nodes, so that pickers skip ejection checks
-	// while it is zero.
+	// ejected counts the ejected nodes of the resolver state, so that
+	// pickers skip ejection checks while it is zero. Each outlier's
+	// stCounted flag says whether it is counted; the counter is raised
+	// before a flag is set and lowered after one is cleared, so it is never
+	// below the counted nodes (never negative), and is exact once
+	// concurrent reports settle.
 	ejected atomic.Int32
 }
 
@@ -117,9 +125,7 @@ func (b *rhBalancer) pruneOutliers(eps []grpcresolver.Endpoint) {
 	defer b.mu.Unlock()
 	for id, o := range b.outliers {
 		if !keep[id] {
-			if o.isEjected(time.Now()) {
-				b.ejected.Add(-1)
-			}
+			o.detach()
 			delete(b.outliers, id)
 		}
 	}
@@ -167,32 +173,58 @@ func nodeID(ep grpcresolver.Endpoint) string {
 
 // outlier counts one node's consecutive UNAVAILABLE failures and its
 // ejection. Every field is atomic: picks and their Done callbacks run
-// concurrently and take no lock.
+// concurrently, from the current picker and from older ones, and take no
+// lock.
 type outlier struct {
-	b            *rhBalancer
-	consecutive  atomic.Uint32
-	ejections    atomic.Uint32 // ejections in a row, for the growing cool-down
-	ejectedUntil atomic.Int64  // unix nanoseconds; 0 when never ejected
-	counted      atomic.Bool   // whether b.ejected counts this node
+	b           *rhBalancer
+	consecutive atomic.Uint32
+	ejections   atomic.Uint32 // ejections in a row, for the growing cool-down
+	// state is the ejection's end in unix nanoseconds (0 when never
+	// ejected), rounded up to a multiple of 4 so that its two low bits hold
+	// the flags below. One word, so that every change of whether b.ejected
+	// counts the node is a compare-and-swap against the exact ejection and
+	// removal it saw: a check that sees a cool-down over cannot uncount a
+	// newer ejection stored meanwhile, and a failure cannot count a node
+	// pruned meanwhile.
+	state atomic.Int64
 }
 
+const (
+	// stCounted: b.ejected counts this node.
+	stCounted int64 = 1 << iota
+	// stRemoved: the node left the resolver state. Old pickers still
+	// record its outcomes, but it is never counted again, as no check of
+	// a current picker would ever uncount it.
+	stRemoved
+	stFlags = stCounted | stRemoved
+)
+
+// roundUntil rounds an ejection end up past the flag bits, so that a node
+// is never let back before its cool-down.
+func roundUntil(ns int64) int64 { return (ns + stFlags) &^ stFlags }
+
 func (o *outlier) isEjected(now time.Time) bool {
-	u := o.ejectedUntil.Load()
-	if u == 0 {
+	w := o.state.Load()
+	until := w &^ stFlags
+	if until == 0 {
 		return false
 	}
-	if now.UnixNano() < u {
+	if now.UnixNano() < until {
 		return true
 	}
-	if o.counted.CompareAndSwap(true, false) {
-		o.b.ejected.Add(-1) // cool-down over
+	// Cool-down over. The counter is lowered after the flag is cleared, so
+	// that it never drops below the counted nodes; when the swap fails,
+	// another check uncounted this ejection or a failure stored a new one,
+	// which stays counted.
+	if w&stCounted != 0 && o.state.CompareAndSwap(w, w&^stCounted) {
+		o.b.ejected.Add(-1)
 	}
 	return false
 }
 
 func (o *outlier) success() {
 	o.consecutive.Store(0)
-	if o.ejectedUntil.Load() != 0 && !o.isEjected(time.Now()) {
+	if o.state.Load()&^stFlags != 0 && !o.isEjected(timeNow()) {
 		o.ejections.Store(0)
 	}
 }
@@ -213,9 +245,46 @@ func (o *outlier) failure(cfg *lbConfig) {
 		d *= 2
 	}
 	d = min(d, cfg.max)
-	o.ejectedUntil.Store(time.Now().Add(d).UnixNano())
+	until := roundUntil(timeNow().Add(d).UnixNano())
 	o.consecutive.Store(0)
-	if o.counted.CompareAndSwap(false, true) {
-		o.b.ejected.Add(1)
+	o.eject(until)
+}
+
+// eject stores an ejection ending at until (a multiple of 4) and counts the
+// node unless it is counted already or removed.
+func (o *outlier) eject(until int64) {
+	for {
+		w := o.state.Load()
+		// Of two racing failures, the later end wins whatever the order
+		// of their swaps.
+		nw := max(until, w&^stFlags) | w&stFlags
+		count := w&stFlags == 0
+		if count {
+			// Raised before the flag is set, so that the counter never
+			// drops below the counted nodes (a pick that sees too high a
+			// counter only checks ejections for nothing).
+			nw |= stCounted
+			o.b.ejected.Add(1)
+		}
+		if o.state.CompareAndSwap(w, nw) {
+			return
+		}
+		if count {
+			o.b.ejected.Add(-1)
+		}
+	}
+}
+
+// detach marks the node removed and uncounts it. Called when it leaves the
+// resolver state; pickers built earlier may keep using the outlier.
+func (o *outlier) detach() {
+	for {
+		w := o.state.Load()
+		if o.state.CompareAndSwap(w, (w|stRemoved)&^stCounted) {
+			if w&stCounted != 0 {
+				o.b.ejected.Add(-1)
+			}
+			return
+		}
 	}
 }
