@@ -46,6 +46,12 @@ type Node struct {
 	Address string
 	// Metadata describes the node (zone, build, broker address, ...).
 	Metadata map[string]string
+	// External marks a node that software other than microgrpc registered,
+	// such as a plain grpc-go server written to etcd by etcd's own
+	// endpoints.Manager. Every microgrpc node answers health checks for its
+	// service's name; an external node need not, so clients check only its
+	// overall health (the service name "").
+	External bool
 }
 
 // Endpoint describes one RPC method of a service.

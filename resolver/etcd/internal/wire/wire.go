@@ -71,7 +71,7 @@ func Decode(value []byte, service, id string) (*resolver.Service, error) {
 		if json.Unmarshal(u.Metadata, &md) != nil {
 			md = nil
 		}
-		return &resolver.Service{Name: service, Nodes: []resolver.Node{{ID: id, Address: u.Addr, Metadata: md}}}, nil
+		return &resolver.Service{Name: service, Nodes: []resolver.Node{{ID: id, Address: u.Addr, Metadata: md, External: true}}}, nil
 	}
 	if m.Service != service || m.ID != id {
 		return nil, fmt.Errorf("%w: record of node %q of %q stored under the key of node %q of %q", ErrMalformed, m.ID, m.Service, id, service)
