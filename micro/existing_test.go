@@ -47,6 +47,10 @@ func TestServeExistingServer(t *testing.T) {
 	if got := svcs[0].Nodes[0].Address; got != lis.Addr().String() {
 		t.Fatalf("registered address %q, want the listener's %q", got, lis.Addr())
 	}
+	if hs := svcs[0].Nodes[0].HealthService; hs != "" {
+		// Its own health service does not know the name "legacy".
+		t.Fatalf("node registered with health service name %q, want none", hs)
+	}
 	if len(svcs[0].Endpoints) != 4 {
 		t.Fatalf("endpoints from GetServiceInfo: %+v", svcs[0].Endpoints)
 	}

@@ -232,11 +232,19 @@ func (r *registration) service() *resolver.Service {
 		maps.Copy(md, s.extraMD)
 	}
 	s.mu.Unlock()
+	node := resolver.Node{ID: s.ID(), Address: r.addr, Metadata: md}
+	if s.health != nil {
+		// Our health service answers for the service's name (server.go):
+		// clients wait for SERVING under it, so a record of ours that
+		// outlives the node and points at another server gets no calls.
+		// A server that kept its own health service may not know the name.
+		node.HealthService = s.opts.name
+	}
 	return &resolver.Service{
 		Name:      s.opts.name,
 		Version:   s.opts.version,
 		Endpoints: endpoints(s.server),
-		Nodes:     []resolver.Node{{ID: s.ID(), Address: r.addr, Metadata: md}},
+		Nodes:     []resolver.Node{node},
 	}
 }
 

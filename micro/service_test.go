@@ -155,7 +155,7 @@ func TestRegistersEndpointsFromServer(t *testing.T) {
 		t.Fatalf("registered %+v", svcs)
 	}
 	n := svcs[0].Nodes[0]
-	if n.ID != srv.svc.ID() || n.Address != srv.svc.Address() || n.Metadata["zone"] != "a" {
+	if n.ID != srv.svc.ID() || n.Address != srv.svc.Address() || n.Metadata["zone"] != "a" || n.HealthService != "greeter" {
 		t.Fatalf("node = %+v", n)
 	}
 	var names []string

@@ -9,14 +9,14 @@ import (
 // NodeInfo is what a balancer may learn about the node behind a
 // [grpcresolver.Endpoint]: the registry's node id, the service version the
 // node runs, and the node's metadata (service metadata merged in, the node's
-// own keys winning), and whether software other than microgrpc registered
-// it ([Node.External]). Treat it as read-only.
+// own keys winning), and the health service name it answers for
+// ([Node.HealthService]). Treat it as read-only.
 type NodeInfo struct {
-	ID       string
-	Service  string
-	Version  string
-	Metadata map[string]string
-	External bool
+	ID            string
+	Service       string
+	Version       string
+	Metadata      map[string]string
+	HealthService string
 }
 
 // Equal lets grpc-go compare attributes; it reports whether o describes the
@@ -26,7 +26,7 @@ func (n *NodeInfo) Equal(o any) bool {
 	if !ok || n == nil || m == nil {
 		return ok && n == m
 	}
-	return n.ID == m.ID && n.Service == m.Service && n.Version == m.Version && n.External == m.External &&
+	return n.ID == m.ID && n.Service == m.Service && n.Version == m.Version && n.HealthService == m.HealthService &&
 		maps.Equal(n.Metadata, m.Metadata)
 }
 

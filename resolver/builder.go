@@ -357,7 +357,7 @@ func (r *registryResolver) state(st *runState) grpcresolver.State {
 	addrs := make([]grpcresolver.Address, 0, len(ids))
 	for _, id := range ids {
 		e := st.nodes[id]
-		info := &NodeInfo{ID: id, Service: r.service, Version: e.version, Metadata: mergeMeta(e.svcMeta, e.node.Metadata), External: e.node.External}
+		info := &NodeInfo{ID: id, Service: r.service, Version: e.version, Metadata: mergeMeta(e.svcMeta, e.node.Metadata), HealthService: e.node.HealthService}
 		addr := grpcresolver.Address{Addr: e.node.Address}
 		addr.BalancerAttributes = addr.BalancerAttributes.WithValue(nodeInfoKey{}, info)
 		eps = append(eps, SetNodeInfo(grpcresolver.Endpoint{Addresses: []grpcresolver.Address{addr}}, info))

@@ -46,12 +46,15 @@ type Node struct {
 	Address string
 	// Metadata describes the node (zone, build, broker address, ...).
 	Metadata map[string]string
-	// External marks a node that software other than microgrpc registered,
-	// such as a plain grpc-go server written to etcd by etcd's own
-	// endpoints.Manager. Every microgrpc node answers health checks for its
-	// service's name; an external node need not, so clients check only its
-	// overall health (the service name "").
-	External bool
+	// HealthService, when set, is the grpc.health.v1 service name under
+	// which the node reports whether it serves this service; micro sets it
+	// to the service's name. Clients (balancer/randomhash) then send the
+	// node calls only while it answers SERVING for that name, so a record
+	// left pointing at some other gRPC server (its port reused) is never
+	// called. Empty, as in records other software writes (etcd's
+	// endpoints.Manager), means only the whole server's health ("") is
+	// checked.
+	HealthService string
 }
 
 // Endpoint describes one RPC method of a service.

@@ -20,7 +20,8 @@ const (
 //	{"loadBalancingConfig":[{"random_hash":{
 //	    "ejectionThreshold": 3,        // consecutive UNAVAILABLE failures; 0 turns ejection off
 //	    "baseEjectionTime": "1s",      // first cool-down; doubles while the node keeps failing
-//	    "maxEjectionTime": "30s"       // cap of the cool-down
+//	    "maxEjectionTime": "30s",      // cap of the cool-down
+//	    "serviceHealthCheck": true     // also check the health name each node's record gives
 //	}}]}
 type lbConfig struct {
 	serviceconfig.LoadBalancingConfig `json:"-"`
@@ -28,9 +29,16 @@ type lbConfig struct {
 	EjectionThreshold *uint32 `json:"ejectionThreshold,omitempty"`
 	BaseEjectionTime  string  `json:"baseEjectionTime,omitempty"`
 	MaxEjectionTime   string  `json:"maxEjectionTime,omitempty"`
+	// ServiceHealthCheck makes the policy watch the health (grpc.health.v1)
+	// of every node whose record names a health service
+	// (resolver.Node.HealthService) for that name, and leave the node out
+	// until it answers SERVING (see health.go). Off when absent;
+	// ServiceConfig turns it on with client-side health checking.
+	ServiceHealthCheck bool `json:"serviceHealthCheck,omitempty"`
 
-	threshold uint32
-	base, max time.Duration
+	threshold     uint32
+	base, max     time.Duration
+	serviceHealth bool
 }
 
 func parseConfig(js json.RawMessage) (*lbConfig, error) {
@@ -40,6 +48,7 @@ func parseConfig(js json.RawMessage) (*lbConfig, error) {
 			return nil, fmt.Errorf("randomhash: parse config %s: %w", js, err)
 		}
 	}
+	cfg.serviceHealth = cfg.ServiceHealthCheck
 	cfg.threshold = DefaultEjectionThreshold
 	if cfg.EjectionThreshold != nil {
 		cfg.threshold = *cfg.EjectionThreshold

@@ -73,11 +73,12 @@ func (f *fleet) add(id, version string, md map[string]string) *backend {
 		return nil
 	}})
 	healthpb.RegisterHealthServer(b.srv, b.health)
+	b.health.SetServingStatus("greeter", healthpb.HealthCheckResponse_SERVING) // as micro does
 	go b.srv.Serve(lis)
 	f.t.Cleanup(b.srv.Stop)
 	f.backends[id] = b
 	err = f.reg.Register(ctx(f.t), &resolver.Service{Name: "greeter", Version: version,
-		Nodes: []resolver.Node{{ID: id, Address: b.addr, Metadata: md}}})
+		Nodes: []resolver.Node{{ID: id, Address: b.addr, Metadata: md, HealthService: "greeter"}}})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -1,7 +1,9 @@
 package randomhash
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/balancer"
@@ -37,17 +39,35 @@ type picker struct {
 	service  string
 	ready    []*child
 	notReady []*child
+	// unserved, when no node is ready because every connected one failed
+	// its service health check (none is still unanswered), says so; Pick
+	// returns it. A plain error, not a status: fail-fast calls fail with
+	// Unavailable and this text, wait-for-ready calls wait.
+	unserved error
 }
 
 var _ balancer.Picker = (*picker)(nil)
 
 func (b *rhBalancer) newPicker(states []endpointsharding.ChildState) *picker {
 	p := &picker{b: b, cfg: b.cfg.Load()}
+	var failing []string
+	waiting := false
 	for _, st := range states {
 		c := &child{
 			id:    nodeID(st.Endpoint),
 			info:  resolver.NodeFromEndpoint(st.Endpoint),
 			ready: st.State.ConnectivityState == connectivity.Ready,
+		}
+		if c.ready && p.cfg.serviceHealth && c.info != nil && c.info.HealthService != "" {
+			// Connected and healthy as a server; it must also serve the
+			// service (health.go).
+			switch h := b.healthFor(c.id); {
+			case h == nil || h.state.Load() == healthUnknown:
+				c.ready, waiting = false, true
+			case h.state.Load() == healthFailing:
+				c.ready = false
+				failing = append(failing, fmt.Sprintf("node %s %s", c.id, h.err()))
+			}
 		}
 		c.hash = hashString(c.id)
 		c.outlier = b.outlierFor(c.id)
@@ -62,6 +82,12 @@ func (b *rhBalancer) newPicker(states []endpointsharding.ChildState) *picker {
 		} else {
 			p.notReady = append(p.notReady, c)
 		}
+	}
+	if len(p.ready) == 0 && !waiting && len(failing) > 0 {
+		if len(failing) > 3 {
+			failing = append(failing[:3], fmt.Sprintf("and %d more", len(failing)-3))
+		}
+		p.unserved = fmt.Errorf("randomhash: no connected node of service %q serves it: %s", p.service, strings.Join(failing, "; "))
 	}
 	return p
 }
@@ -86,6 +112,9 @@ const (
 
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	if len(p.ready) == 0 {
+		if p.unserved != nil {
+			return balancer.PickResult{}, p.unserved
+		}
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
 	cs := callStateFrom(info.Ctx)

@@ -70,7 +70,7 @@ func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfi
 }
 
 func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
-	b := &rhBalancer{cc: cc, outliers: map[string]*outlier{}}
+	b := &rhBalancer{cc: cc, outliers: map[string]*outlier{}, health: map[string]*nodeHealth{}}
 	b.cfg.Store(mustDefaultConfig())
 	b.Balancer = endpointsharding.NewBalancer(interceptCC{ClientConn: cc, b: b}, opts,
 		balancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
@@ -92,10 +92,17 @@ type rhBalancer struct {
 	cc  balancer.ClientConn
 	cfg atomic.Pointer[lbConfig]
 
-	// mu guards outliers. Outlier state lives here, not in pickers, so
-	// that it survives picker rebuilds.
+	// mu guards outliers, health and closed. Outlier state lives here, not
+	// in pickers, so that it survives picker rebuilds. Lock order: pub.mu
+	// before mu.
 	mu       sync.Mutex
 	outliers map[string]*outlier
+	health   map[string]*nodeHealth // by node id, while its SubConn is READY
+	closed   bool
+	// wg counts the service health watches; Close waits for them, so that
+	// none touches the ClientConn after it.
+	wg  sync.WaitGroup
+	pub publisher
 	// ejected counts the ejected nodes of the resolver state, so that
 	// pickers skip ejection checks while it is zero. Each outlier's
 	// stCounted flag says whether it is counted; the counter is raised
@@ -113,6 +120,15 @@ func (b *rhBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
 	return b.Balancer.UpdateClientConnState(balancer.ClientConnState{
 		ResolverState: pickfirst.EnableHealthListener(s.ResolverState),
 	})
+}
+
+// Close closes the children, then ends the service health watches.
+func (b *rhBalancer) Close() {
+	b.Balancer.Close()
+	b.pub.mu.Lock()
+	b.pub.set = false // no picker is published after Close
+	b.pub.mu.Unlock()
+	b.stopAllServiceHealth()
 }
 
 // pruneOutliers forgets nodes that left the endpoint list.
@@ -150,13 +166,40 @@ type interceptCC struct {
 }
 
 func (c interceptCC) UpdateState(s balancer.State) {
+	c.b.pub.mu.Lock()
+	defer c.b.pub.mu.Unlock()
+	c.b.pub.last, c.b.pub.set = s, true
+	c.b.publishLocked(s)
+}
+
+// republish publishes a picker again from the last state endpointsharding
+// reported: a node's service health changed.
+func (b *rhBalancer) republish() {
+	b.pub.mu.Lock()
+	defer b.pub.mu.Unlock()
+	if b.pub.set {
+		b.publishLocked(b.pub.last)
+	}
+}
+
+// publishLocked passes s up with our picker in place of endpointsharding's.
+// Caller must hold b.pub.mu, which keeps the order of published pickers.
+func (b *rhBalancer) publishLocked(s balancer.State) {
 	// Nothing READY: keep endpointsharding's picker, which queues calls
 	// while children connect and fails them in TRANSIENT_FAILURE.
 	// (endpointsharding itself wakes children that go IDLE.)
 	if s.ConnectivityState == connectivity.Ready {
-		s.Picker = c.b.newPicker(endpointsharding.ChildStatesFromPicker(s.Picker))
+		p := b.newPicker(endpointsharding.ChildStatesFromPicker(s.Picker))
+		s.Picker = p
+		if len(p.ready) == 0 {
+			// Connected, but no node has shown it serves the service.
+			s.ConnectivityState = connectivity.Connecting
+			if p.unserved != nil {
+				s.ConnectivityState = connectivity.TransientFailure
+			}
+		}
 	}
-	c.b.cc.UpdateState(s)
+	b.cc.UpdateState(s)
 }
 
 // nodeID identifies an endpoint: the registry node id, or its first

@@ -49,8 +49,13 @@ func WithBackoff(initial, maxBackoff time.Duration) ConfigOption {
 	return func(o *scOptions) { o.initialBackoff, o.maxBackoff = initial, maxBackoff }
 }
 
-// WithHealthCheck sets the health service name checked on each node ("" is
-// the whole server); WithoutHealthCheck turns client health checking off.
+// WithHealthCheck sets the health service name grpc-go's client-side
+// health check asks every node for ("" is the whole server, the default).
+// Independently of it, a node whose record names a health service
+// (resolver.Node.HealthService; every micro service's does) must also
+// answer SERVING for that name before it gets calls, so that a registry
+// record pointing at some other gRPC server never does. WithoutHealthCheck
+// turns both off.
 func WithHealthCheck(service string) ConfigOption {
 	return func(o *scOptions) { o.healthService = &service }
 }
@@ -88,6 +93,7 @@ func ServiceConfig(opts ...ConfigOption) string {
 	}
 	if o.healthService != nil {
 		sc["healthCheckConfig"] = map[string]any{"serviceName": *o.healthService}
+		o.lb["serviceHealthCheck"] = true
 	}
 	if o.maxAttempts > 1 {
 		sc["methodConfig"] = []any{map[string]any{

@@ -45,11 +45,8 @@ func TestEndpointsManagerRecordsAreNodes(t *testing.T) {
 	svcs, _ := r.GetService(ctx(t), "greeter")
 	for _, s := range svcs {
 		for _, n := range s.Nodes {
-			if n.ID == plain && (n.Address != plain || !n.External) {
-				t.Fatalf("endpoints.Manager node: %+v, want its address, marked External", n)
-			}
-			if n.ID == "ours" && n.External {
-				t.Fatalf("microgrpc node marked External: %+v", n)
+			if n.ID == plain && (n.Address != plain || n.HealthService != "") {
+				t.Fatalf("endpoints.Manager node: %+v, want its address and no health service name", n)
 			}
 		}
 	}

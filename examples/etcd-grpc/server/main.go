@@ -34,8 +34,11 @@ func main() {
 	pb.RegisterGreeterServer(srv, &handler.Greeter{})
 	// The balancer's default service config checks health on every node;
 	// a server without the standard health service gets calls anyway, with
-	// an error logged by the client.
+	// an error logged by the client. Answering for the service's name too,
+	// and saying so in the record (HealthService below), means that a
+	// record of ours left pointing at some other server gets no calls.
 	hs := health.NewServer()
+	hs.SetServingStatus("greeter", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
 	go srv.Serve(lis)
 
@@ -44,7 +47,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer reg.Close()
-	self := &resolver.Service{Name: "greeter", Nodes: []resolver.Node{{ID: "plain-1", Address: lis.Addr().String()}}}
+	self := &resolver.Service{Name: "greeter", Nodes: []resolver.Node{{ID: "plain-1", Address: lis.Addr().String(), HealthService: "greeter"}}}
 	regCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = reg.Register(regCtx, self, resolver.WithTTL(10*time.Second)) // kept alive by the registry
 	cancel()

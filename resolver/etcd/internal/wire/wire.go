@@ -35,13 +35,14 @@ type Node struct {
 	Metadata        map[string]string   `json:"metadata,omitempty"`
 	ServiceMetadata map[string]string   `json:"serviceMetadata,omitempty"`
 	Endpoints       []resolver.Endpoint `json:"endpoints,omitempty"`
+	HealthService   string              `json:"healthService,omitempty"`
 }
 
 // Encode returns the value stored for node n of s.
 func Encode(s *resolver.Service, n resolver.Node) ([]byte, error) {
 	return json.Marshal(Update{Op: OpAdd, Addr: n.Address, Metadata: Node{
 		ID: n.ID, Service: s.Name, Version: s.Version, Metadata: n.Metadata,
-		ServiceMetadata: s.Metadata, Endpoints: s.Endpoints,
+		ServiceMetadata: s.Metadata, Endpoints: s.Endpoints, HealthService: n.HealthService,
 	}})
 }
 
@@ -71,13 +72,13 @@ func Decode(value []byte, service, id string) (*resolver.Service, error) {
 		if json.Unmarshal(u.Metadata, &md) != nil {
 			md = nil
 		}
-		return &resolver.Service{Name: service, Nodes: []resolver.Node{{ID: id, Address: u.Addr, Metadata: md, External: true}}}, nil
+		return &resolver.Service{Name: service, Nodes: []resolver.Node{{ID: id, Address: u.Addr, Metadata: md}}}, nil
 	}
 	if m.Service != service || m.ID != id {
 		return nil, fmt.Errorf("%w: record of node %q of %q stored under the key of node %q of %q", ErrMalformed, m.ID, m.Service, id, service)
 	}
 	return &resolver.Service{
 		Name: m.Service, Version: m.Version, Metadata: m.ServiceMetadata, Endpoints: m.Endpoints,
-		Nodes: []resolver.Node{{ID: m.ID, Address: u.Addr, Metadata: m.Metadata}},
+		Nodes: []resolver.Node{{ID: m.ID, Address: u.Addr, Metadata: m.Metadata, HealthService: m.HealthService}},
 	}, nil
 }
