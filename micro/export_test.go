@@ -11,6 +11,7 @@ type Settings struct {
 	Retries               int
 	RegistryName          string
 	RegistryAddrs         []string
+	MDNSInterfaces        []string
 }
 
 func (s *Service) SettingsForTest() Settings {
@@ -23,5 +24,6 @@ func (s *Service) SettingsForTest() Settings {
 		RegisterTTL: s.opts.registerTTL, Interval: s.opts.registerInterval,
 		RequestTimeout: s.opts.requestTimeout, Retries: r,
 		RegistryName: s.opts.registryName, RegistryAddrs: s.opts.registryAddrs,
+		MDNSInterfaces: s.opts.mdnsInterfaces,
 	}
 }

@@ -60,6 +60,13 @@ func (s *Service) Init(opts ...InitOption) error {
 		if err := o.fs.Parse(o.args); err != nil {
 			return fmt.Errorf("micro: init: %w", err)
 		}
+		// Init parsed the command line, so nothing else will read what is
+		// left: a stray word (a value whose flag lost its '=', a typo) must
+		// not pass silently.
+		if o.fs.NArg() > 0 {
+			return fmt.Errorf("micro: init: unexpected argument %q: flags are -name=value; "+
+				"a program that takes arguments parses its flags itself (DefineFlags, then flag.Parse, then Init)", o.fs.Arg(0))
+		}
 	}
 	return s.apply(envconfig.Read(o.fs, o.lookup))
 }
@@ -114,6 +121,9 @@ func (s *Service) apply(v envconfig.Values) error {
 			*d.dst = val
 		}
 	}
+	if _, ok := v[envconfig.MDNSInterfaces]; ok {
+		o.mdnsInterfaces = v.List(envconfig.MDNSInterfaces)
+	}
 	if n, ok, err := v.Int(envconfig.ClientRetries); err != nil {
 		return fmt.Errorf("micro: init: %w", err)
 	} else if ok {
@@ -157,7 +167,8 @@ func (s *Service) applyBroker(v envconfig.Values) error {
 func (s *Service) applyRegistry(v envconfig.Values) error {
 	name, named := v[envconfig.Registry]
 	_, addressed := v[envconfig.RegistryAddress]
-	if !named && !addressed {
+	_, ifaces := v[envconfig.MDNSInterfaces]
+	if !named && !addressed && !ifaces {
 		return nil
 	}
 	s.mu.Lock()

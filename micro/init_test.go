@@ -123,9 +123,72 @@ func TestInitKeepsProgramFlagsAndDocumentsEnv(t *testing.T) {
 	}
 	fs.PrintDefaults()
 	for _, s := range envconfig.All {
-		if !strings.Contains(usage.String(), "-"+s.Flag) || !strings.Contains(usage.String(), s.Env) {
-			t.Errorf("-h does not list -%s with %s", s.Flag, s.Env)
+		if !strings.Contains(usage.String(), "-"+s.Flag) || !strings.Contains(usage.String(), s.Env) ||
+			!strings.Contains(usage.String(), "default: "+s.Default) {
+			t.Errorf("-h does not list -%s with %s and its default %q", s.Flag, s.Env, s.Default)
 		}
+	}
+	for _, want := range []string{"MICRO_MDNS_INTERFACES", "default: 30s", "default: 10s", "default: :0"} {
+		if !strings.Contains(usage.String(), want) {
+			t.Errorf("-h does not say %q:\n%s", want, usage.String())
+		}
+	}
+}
+
+// The defaults -h shows are the ones the code uses.
+func TestHelpDefaultsMatchCode(t *testing.T) {
+	for _, c := range []struct {
+		set  envconfig.Setting
+		want string
+	}{
+		{envconfig.RegisterTTL, micro.DefaultRegisterTTL.String()},
+		{envconfig.RegisterInterval, micro.DefaultRegisterInterval.String()},
+		{envconfig.Registry, "mdns"},
+		{envconfig.Broker, "http"},
+	} {
+		if !strings.HasPrefix(c.set.Default, strings.TrimSuffix(c.want, "0m0s")) {
+			t.Errorf("-%s: -h says default %q, the code uses %q", c.set.Flag, c.set.Default, c.want)
+		}
+	}
+	if !strings.HasPrefix(envconfig.ServerAddress.Default, micro.DefaultAddress) {
+		t.Errorf("-server_address: -h says %q, the code uses %q", envconfig.ServerAddress.Default, micro.DefaultAddress)
+	}
+	svc, err := initService(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := svc.SettingsForTest().RegistryName; got != envconfig.Registry.Default {
+		t.Errorf("default registry %q, -h says %q", got, envconfig.Registry.Default)
+	}
+}
+
+// Words left on the command line after the flags are an error naming
+// the first, not silently ignored.
+func TestInitRejectsExtraArguments(t *testing.T) {
+	_, err := initService(t, nil, nil, "-registry=memory", "etcd")
+	if err == nil || !strings.Contains(err.Error(), `unexpected argument "etcd"`) {
+		t.Fatalf("Init with a stray argument = %v, want an error naming it", err)
+	}
+	// "-registry etcd" is fine: the flag takes the next word.
+	if _, err := initService(t, nil, nil, "-registry", "memory"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// --mdns_interfaces and MICRO_MDNS_INTERFACES pick mDNS's interfaces.
+func TestInitMDNSInterfaces(t *testing.T) {
+	// (These tests run in a private network namespace: lo is all there is.)
+	svc, err := initService(t, nil, map[string]string{"MICRO_MDNS_INTERFACES": "eth9"}, "-mdns_interfaces= lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := svc.SettingsForTest().MDNSInterfaces; strings.Join(got, ",") != "lo" {
+		t.Fatalf("mDNS interfaces %q, want the flag's [lo]", got)
+	}
+	// The registry was made with them: a name that does not exist fails.
+	_, err = initService(t, nil, map[string]string{"MICRO_MDNS_INTERFACES": "nosuch0"})
+	if err == nil || !strings.Contains(err.Error(), "nosuch0") {
+		t.Fatalf("Init with MICRO_MDNS_INTERFACES=nosuch0 = %v, want an error naming it", err)
 	}
 }
 

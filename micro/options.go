@@ -76,6 +76,7 @@ type options struct {
 	resolverGracePeriod    time.Duration
 	requestTimeout         time.Duration
 	retries                *int // nil: the balancer's default
+	mdnsInterfaces         []string
 	logger                 *slog.Logger
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/interceptors/metrics"
 	"github.com/microgrpc/microgrpc/plugins"
+	"github.com/microgrpc/microgrpc/plugins/builtin"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -148,7 +149,11 @@ func (s *Service) registryLocked() (resolver.Registry, error) {
 	if s.reg != nil || s.regErr != nil {
 		return s.reg, s.regErr
 	}
-	s.reg, s.regErr = plugins.NewRegistry(s.opts.registryName, s.opts.registryAddrs)
+	addrs := s.opts.registryAddrs
+	if s.opts.registryName == builtin.RegistryMDNS && len(addrs) == 0 {
+		addrs = s.opts.mdnsInterfaces // mdns takes interface names as its addresses
+	}
+	s.reg, s.regErr = plugins.NewRegistry(s.opts.registryName, addrs)
 	if s.regErr != nil {
 		s.regErr = fmt.Errorf("micro: %w", s.regErr)
 	}

@@ -24,31 +24,62 @@ type Setting struct {
 	Env string
 	// Usage says what it does (shown by -h, followed by the env name).
 	Usage string
+	// Default says what applies when neither flag nor environment is set
+	// (shown by -h); the flag's own default stays empty, so that a flag
+	// given on the command line can be told from one that was not.
+	Default string
 }
 
 // The settings, in the order -h lists them.
 var (
-	Registry             = Setting{"registry", "MICRO_REGISTRY", "registry plugin: mdns (default), etcd, memory, or a registered third-party name"}
-	RegistryAddress      = Setting{"registry_address", "MICRO_REGISTRY_ADDRESS", "comma-separated registry addresses, e.g. 127.0.0.1:2379"}
-	Broker               = Setting{"broker", "MICRO_BROKER", "broker plugin: http (default), nats, jetstream, memory"}
-	BrokerAddress        = Setting{"broker_address", "MICRO_BROKER_ADDRESS", "comma-separated broker addresses, e.g. nats://127.0.0.1:4222"}
-	ServerName           = Setting{"server_name", "MICRO_SERVER_NAME", "name the service registers under"}
-	ServerVersion        = Setting{"server_version", "MICRO_SERVER_VERSION", "version announced with the node"}
-	ServerID             = Setting{"server_id", "MICRO_SERVER_ID", "node id (default: name and a random suffix)"}
-	ServerAddress        = Setting{"server_address", "MICRO_SERVER_ADDRESS", "address to listen on, e.g. :8080"}
-	ServerAdvertise      = Setting{"server_advertise", "MICRO_SERVER_ADVERTISE", "address announced in the registry"}
-	ServerMetadata       = Setting{"server_metadata", "MICRO_SERVER_METADATA", "node metadata as k=v pairs, comma-separated"}
-	RegisterTTL          = Setting{"register_ttl", "MICRO_REGISTER_TTL", "registration TTL (duration, or whole seconds)"}
-	RegisterInterval     = Setting{"register_interval", "MICRO_REGISTER_INTERVAL", "re-registration interval (duration, or whole seconds)"}
-	ClientRequestTimeout = Setting{"client_request_timeout", "MICRO_CLIENT_REQUEST_TIMEOUT", "default timeout of client calls (duration, or whole seconds)"}
-	ClientRetries        = Setting{"client_retries", "MICRO_CLIENT_RETRIES", "retries of a failed call on another node (0 turns retries off)"}
+	Registry             = Setting{"registry", "MICRO_REGISTRY", "registry plugin: mdns, etcd, memory, or a registered third-party name", "mdns"}
+	RegistryAddress      = Setting{"registry_address", "MICRO_REGISTRY_ADDRESS", "comma-separated registry addresses, e.g. 127.0.0.1:2379", "the plugin's own: etcd 127.0.0.1:2379"}
+	MDNSInterfaces       = Setting{"mdns_interfaces", "MICRO_MDNS_INTERFACES", "comma-separated network interfaces mDNS announces and browses on", "every up, multicast-capable interface"}
+	Broker               = Setting{"broker", "MICRO_BROKER", "broker plugin: http, nats, jetstream, memory", "http"}
+	BrokerAddress        = Setting{"broker_address", "MICRO_BROKER_ADDRESS", "comma-separated broker addresses, e.g. nats://127.0.0.1:4222", "http: any free port; nats, jetstream: nats://127.0.0.1:4222"}
+	ServerName           = Setting{"server_name", "MICRO_SERVER_NAME", "name the service registers under", "the name given in code"}
+	ServerVersion        = Setting{"server_version", "MICRO_SERVER_VERSION", "version announced with the node", "none"}
+	ServerID             = Setting{"server_id", "MICRO_SERVER_ID", "node id", "name and a random suffix"}
+	ServerAddress        = Setting{"server_address", "MICRO_SERVER_ADDRESS", "address to listen on, e.g. :8080", ":0, any free port on every interface"}
+	ServerAdvertise      = Setting{"server_advertise", "MICRO_SERVER_ADVERTISE", "address announced in the registry", "the listener's, with a routable IP"}
+	ServerMetadata       = Setting{"server_metadata", "MICRO_SERVER_METADATA", "node metadata as k=v pairs, comma-separated", "none"}
+	RegisterTTL          = Setting{"register_ttl", "MICRO_REGISTER_TTL", "registration TTL (duration, or whole seconds)", "30s"}
+	RegisterInterval     = Setting{"register_interval", "MICRO_REGISTER_INTERVAL", "re-registration interval (duration, or whole seconds)", "10s"}
+	ClientRequestTimeout = Setting{"client_request_timeout", "MICRO_CLIENT_REQUEST_TIMEOUT", "default timeout of client calls (duration, or whole seconds)", "none: the caller's context"}
+	ClientRetries        = Setting{"client_retries", "MICRO_CLIENT_RETRIES", "retries of a failed call on another node (0 turns retries off)", "2"}
 )
 
 // All is every setting.
 var All = []Setting{
-	Registry, RegistryAddress, Broker, BrokerAddress,
+	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress,
 	ServerName, ServerVersion, ServerID, ServerAddress, ServerAdvertise, ServerMetadata,
 	RegisterTTL, RegisterInterval, ClientRequestTimeout, ClientRetries,
+}
+
+// Help is the setting's -h text: what it does, its environment variable
+// and its default.
+func (s Setting) Help() string {
+	return fmt.Sprintf("%s (env %s; default: %s)", s.Usage, s.Env, s.Default)
+}
+
+// Lookup returns the setting's environment variable, when set and not
+// empty. Packages that read their own setting outside micro (the etcd
+// resolver's scheme, the mDNS registry) read it through here.
+func (s Setting) Lookup(lookup LookupFunc) (string, bool) {
+	v, ok := lookup(s.Env)
+	return v, ok && v != ""
+}
+
+// SplitList splits a comma-separated value, trimming items and dropping
+// empty ones.
+func SplitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Values are the settings an operator gave, by setting; absent ones are
@@ -66,7 +97,7 @@ func Define(fs *flag.FlagSet) {
 		if fs.Lookup(s.Flag) != nil {
 			continue
 		}
-		fs.String(s.Flag, "", fmt.Sprintf("%s (env %s)", s.Usage, s.Env))
+		fs.String(s.Flag, "", s.Help())
 	}
 }
 
@@ -76,7 +107,7 @@ func Define(fs *flag.FlagSet) {
 func Read(fs *flag.FlagSet, lookup LookupFunc) Values {
 	v := Values{}
 	for _, s := range All {
-		if e, ok := lookup(s.Env); ok && e != "" {
+		if e, ok := s.Lookup(lookup); ok {
 			v[s] = e
 		}
 	}
@@ -129,15 +160,7 @@ func (v Values) Int(s Setting) (int, bool, error) {
 }
 
 // List splits a comma-separated setting, dropping empty items.
-func (v Values) List(s Setting) []string {
-	var out []string
-	for _, p := range strings.Split(v[s], ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+func (v Values) List(s Setting) []string { return SplitList(v[s]) }
 
 // Map parses "k=v,k2=v2".
 func (v Values) Map(s Setting) (map[string]string, error) {
