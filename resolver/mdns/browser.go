@@ -84,11 +84,24 @@ func (c *conn) query(domain string) error {
 	return nil
 }
 
-// entry is one node seen on the network.
-type entry struct {
-	svc      *resolver.Service
+// sighting is what one DNS-SD instance last said about the node it claims.
+type sighting struct {
+	svc      *resolver.Service // Nodes holds exactly the claimed node
 	ttl      time.Duration
 	lastSeen time.Time
+}
+
+// nodeKey names a node the way the resolver and every other registry do:
+// by service and node id. Instance names are only how mDNS finds it.
+type nodeKey struct{ service, id string }
+
+// claims holds every instance that claims one node. Only one, current, is
+// reported; another takes over only once current is gone, so a second
+// instance with the node's id (a stale or spoofed announcement) can neither
+// replace a node that still answers nor, when it expires, delete it.
+type claims struct {
+	current   string               // instance name
+	instances map[string]*sighting // by instance name (FQDN)
 }
 
 // browser keeps the cache of nodes seen, fed by its socket, re-queries,
@@ -102,9 +115,10 @@ type browser struct {
 	wg       sync.WaitGroup
 	ready    chan struct{}
 
-	mu       sync.Mutex
-	cache    map[string]*entry          // by instance name (FQDN)
-	watchers map[*eventq.Watcher]string // watcher -> service ('' for all)
+	mu        sync.Mutex
+	nodes     map[nodeKey]*claims // the cache
+	instances map[string]nodeKey  // instance name (FQDN) -> the node it claims
+	watchers  eventq.Set          // Notify under mu, for one event order
 }
 
 func startBrowser(opts options, ifaces []net.Interface) (*browser, error) {
@@ -112,9 +126,7 @@ func startBrowser(opts options, ifaces []net.Interface) (*browser, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b := &browser{opts: opts, c: c, fqdnType: ServiceType + "." + opts.domain, ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), cache: map[string]*entry{}, watchers: map[*eventq.Watcher]string{}}
+	b := newBrowser(opts, c)
 	b.wg.Add(3)
 	go b.receive()
 	go b.queryLoop()
@@ -122,16 +134,20 @@ func startBrowser(opts options, ifaces []net.Interface) (*browser, error) {
 	return b, nil
 }
 
+// newBrowser returns a browser over c with an empty cache, not yet
+// started.
+func newBrowser(opts options, c *conn) *browser {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &browser{opts: opts, c: c, fqdnType: ServiceType + "." + opts.domain, ctx: ctx, cancel: cancel,
+		ready: make(chan struct{}), nodes: map[nodeKey]*claims{}, instances: map[string]nodeKey{}}
+}
+
 func (b *browser) close() {
 	b.cancel()
 	b.c.Close() // unblocks receive
 	b.wg.Wait()
-	b.mu.Lock()
-	ws := slices.Collect(maps.Keys(b.watchers))
-	b.mu.Unlock()
-	for _, w := range ws {
-		w.Stop()
-	}
+	// Also stops watchers that a concurrent watch adds from now on.
+	b.watchers.Close()
 }
 
 func (b *browser) waitReady(ctx context.Context) error {
@@ -200,15 +216,31 @@ func (b *browser) seen(instance string, strs []string, now time.Time) {
 		b.opts.logger.Debug("mdns: skipping instance with foreign TXT", "instance", instance, "error", err)
 		return
 	}
+	key := nodeKey{n.Service.Name, n.Service.Nodes[0].ID}
+	sg := &sighting{svc: n.Service, ttl: time.Duration(n.TTL) * time.Second, lastSeen: now}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	old, ok := b.cache[instance]
-	b.cache[instance] = &entry{svc: n.Service, ttl: time.Duration(n.TTL) * time.Second, lastSeen: now}
-	switch {
-	case !ok:
-		b.notifyLocked(resolver.Create, n.Service)
-	case !sameData(old.svc, n.Service):
-		b.notifyLocked(resolver.Update, n.Service)
+	if was, ok := b.instances[instance]; ok && was != key {
+		b.dropLocked(instance, "now claims another node")
+	}
+	b.instances[instance] = key
+	c := b.nodes[key]
+	if c == nil {
+		b.nodes[key] = &claims{current: instance, instances: map[string]*sighting{instance: sg}}
+		b.notifyLocked(resolver.Create, sg.svc)
+		return
+	}
+	old := c.instances[instance]
+	c.instances[instance] = sg
+	if instance != c.current {
+		if old == nil {
+			b.opts.logger.Debug("mdns: a second instance claims a node; keeping the one seen first while it answers",
+				"service", key.service, "node", key.id, "instance", instance, "kept", c.current)
+		}
+		return
+	}
+	if !sameData(old.svc, sg.svc) {
+		b.notifyLocked(resolver.Update, sg.svc)
 	}
 }
 
@@ -218,16 +250,49 @@ func sameData(a, b *resolver.Service) bool {
 	return slices.Equal(ea, eb)
 }
 
+// remove forgets an instance (a goodbye).
 func (b *browser) remove(instance, why string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e, ok := b.cache[instance]
+	b.dropLocked(instance, why)
+}
+
+// dropLocked forgets an instance. Its node is deleted only when no other
+// instance claims it; when the instance was the one reported and others
+// remain, the one seen last takes over. Caller must hold b.mu.
+func (b *browser) dropLocked(instance, why string) {
+	key, ok := b.instances[instance]
 	if !ok {
 		return
 	}
-	delete(b.cache, instance)
-	b.opts.logger.Debug("mdns: node gone", "instance", instance, "why", why)
-	b.notifyLocked(resolver.Delete, e.svc)
+	delete(b.instances, instance)
+	c := b.nodes[key]
+	gone := c.instances[instance]
+	delete(c.instances, instance)
+	if instance != c.current {
+		b.opts.logger.Debug("mdns: second claim on a node gone", "service", key.service, "node", key.id, "instance", instance, "why", why)
+		return
+	}
+	if len(c.instances) == 0 {
+		delete(b.nodes, key)
+		b.opts.logger.Debug("mdns: node gone", "instance", instance, "why", why)
+		b.notifyLocked(resolver.Delete, gone.svc)
+		return
+	}
+	var next string
+	var nextSeen time.Time
+	for inst, sg := range c.instances {
+		// Ties go to the smaller name, so that the choice is reproducible.
+		if next == "" || sg.lastSeen.After(nextSeen) || sg.lastSeen.Equal(nextSeen) && inst < next {
+			next, nextSeen = inst, sg.lastSeen
+		}
+	}
+	c.current = next
+	b.opts.logger.Debug("mdns: node now reported from another instance that claims it",
+		"service", key.service, "node", key.id, "instance", next, "gone", instance, "why", why)
+	if cur := c.instances[next]; !sameData(gone.svc, cur.svc) {
+		b.notifyLocked(resolver.Update, cur.svc)
+	}
 }
 
 // queryLoop re-queries every interval and expires nodes not seen within
@@ -259,17 +324,25 @@ func (b *browser) queryLoop() {
 	}
 }
 
+// expire forgets the instances not seen within their TTL.
 func (b *browser) expire(now time.Time) {
 	b.mu.Lock()
-	var dead []string
-	for inst, e := range b.cache {
-		if now.Sub(e.lastSeen) > e.ttl {
-			dead = append(dead, inst)
+	defer b.mu.Unlock()
+	for _, c := range b.nodes {
+		var dead []string
+		for inst, sg := range c.instances {
+			if now.Sub(sg.lastSeen) > sg.ttl {
+				dead = append(dead, inst)
+			}
 		}
-	}
-	b.mu.Unlock()
-	for _, inst := range dead {
-		b.remove(inst, "not seen within its TTL")
+		// The reported instance goes last, so that it is taken over only
+		// by an instance that is still answering.
+		if i := slices.Index(dead, c.current); i >= 0 {
+			dead = append(slices.Delete(dead, i, i+1), c.current)
+		}
+		for _, inst := range dead {
+			b.dropLocked(inst, "not seen within its TTL")
+		}
 	}
 }
 
@@ -314,14 +387,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// nodes returns the cached nodes of a service.
-func (b *browser) nodes(name string) []*resolver.Service {
+// service returns the cached nodes of a service, one per node id.
+func (b *browser) service(name string) []*resolver.Service {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []*resolver.Service
-	for _, e := range b.cache {
-		if e.svc.Name == name {
-			out = append(out, e.svc.Clone())
+	for key, c := range b.nodes {
+		if key.service == name {
+			out = append(out, c.instances[c.current].svc.Clone())
 		}
 	}
 	return out
@@ -331,31 +404,21 @@ func (b *browser) serviceNames() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	names := map[string]bool{}
-	for _, e := range b.cache {
-		names[e.svc.Name] = true
+	for key := range b.nodes {
+		names[key.service] = true
 	}
 	return slices.Sorted(maps.Keys(names))
 }
 
 // notifyLocked queues an event for interested watchers. Caller must hold
-// b.mu.
+// b.mu, so that watchers see the changes in the order the cache made them.
 func (b *browser) notifyLocked(a resolver.Action, s *resolver.Service) {
-	for w, service := range b.watchers {
-		if service == "" || service == s.Name {
-			w.Push(&resolver.Event{Action: a, Service: s.Clone(), Timestamp: time.Now()})
-		}
-	}
+	b.watchers.Notify(a, s)
 }
 
+// watch adds a watcher of service ("" for all). The set adds it before ctx
+// can stop it, so that a context ending meanwhile cannot leave a stopped
+// watcher registered.
 func (b *browser) watch(ctx context.Context, service string) *eventq.Watcher {
-	var w *eventq.Watcher
-	w = eventq.NewWatcher(ctx, func() {
-		b.mu.Lock()
-		delete(b.watchers, w)
-		b.mu.Unlock()
-	})
-	b.mu.Lock()
-	b.watchers[w] = service
-	b.mu.Unlock()
-	return w
+	return b.watchers.Watch(ctx, service)
 }

@@ -28,6 +28,13 @@
 // TTL. A zeroconf Browse runs alongside as a second source of sightings.
 // Watch reports create, update and delete events from that cache.
 //
+// The cache keys nodes by service and node id, as the resolver does, not
+// by DNS-SD instance name. When several instances claim one node (a stale
+// or spoofed announcement), the one seen first is reported while it
+// answers, and another takes over (an update) only once it has said
+// goodbye or expired; so a claim that expires never deletes a node that
+// still answers.
+//
 // Changed node data is announced by replacing the zeroconf server (its
 // SetText races too): clients see a goodbye and an announcement within
 // milliseconds, which the resolver's grace period absorbs.
@@ -259,7 +266,7 @@ func (r *Registry) GetService(ctx context.Context, name string) ([]*resolver.Ser
 	if err := b.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	nodes := b.nodes(name)
+	nodes := b.service(name)
 	if len(nodes) == 0 {
 		return nil, fmt.Errorf("%w: %q on mDNS (%s)", resolver.ErrNotFound, name, ifaceNames(r.ifaces))
 	}

@@ -26,7 +26,7 @@ const Name = "memory"
 
 // NewRegistry returns an empty in-memory registry.
 func NewRegistry() resolver.Registry {
-	return &registry{services: map[string]map[string]*record{}, watchers: map[*eventq.Watcher]string{}}
+	return &registry{services: map[string]map[string]*record{}}
 }
 
 type record struct {
@@ -38,7 +38,7 @@ type record struct {
 type registry struct {
 	mu       sync.Mutex
 	services map[string]map[string]*record // service name -> node id -> record
-	watchers map[*eventq.Watcher]string    // watcher -> service ('' for all)
+	watchers eventq.Set                    // Notify under mu, for one event order
 	gen      uint64
 }
 
@@ -168,27 +168,14 @@ func (r *registry) Watch(ctx context.Context, opts ...resolver.WatchOption) (res
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	service := resolver.NewWatchOptions(opts...).Service
-	var w *eventq.Watcher
-	w = eventq.NewWatcher(ctx, func() {
-		r.mu.Lock()
-		delete(r.watchers, w)
-		r.mu.Unlock()
-	})
-	r.mu.Lock()
-	r.watchers[w] = service
-	r.mu.Unlock()
-	return w, nil
+	// The set adds the watcher before ctx can stop it, so that a context
+	// ending meanwhile cannot leave a stopped watcher registered.
+	return r.watchers.Watch(ctx, resolver.NewWatchOptions(opts...).Service), nil
 }
 
 // notifyLocked queues an event for every interested watcher. Queues are
 // unbounded so that a slow watcher never blocks the registry. Caller must
-// hold r.mu.
+// hold r.mu, so that watchers see the changes in the order they were made.
 func (r *registry) notifyLocked(a resolver.Action, s *resolver.Service) {
-	for w, service := range r.watchers {
-		if service != "" && service != s.Name {
-			continue
-		}
-		w.Push(&resolver.Event{Action: a, Service: s.Clone(), Timestamp: time.Now()})
-	}
+	r.watchers.Notify(a, s)
 }
