@@ -94,7 +94,7 @@ func client(t *testing.T, endpoint string) *clientv3.Client {
 func node(id, addr string) *resolver.Service {
 	return &resolver.Service{Name: "greeter", Version: "v1", Metadata: map[string]string{"team": "x"},
 		Endpoints: []resolver.Endpoint{{Name: "/greeter.Greeter/Hello"}},
-		Nodes:     []resolver.Node{{ID: id, Address: addr, Metadata: map[string]string{"zone": "a"}}}}
+		Nodes:     []resolver.Node{{ID: id, Address: addr, Metadata: map[string]string{"zone": "a"}, HealthService: "greeter"}}}
 }
 
 // greeter starts a greeter server reporting id and returns its address.
@@ -159,7 +159,7 @@ func TestRegisterGetDeregister(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(svcs) != 1 || len(svcs[0].Nodes) != 2 || svcs[0].Version != "v1" || svcs[0].Metadata["team"] != "x" ||
-		svcs[0].Nodes[0].Metadata["zone"] != "a" || len(svcs[0].Endpoints) != 1 {
+		svcs[0].Nodes[0].Metadata["zone"] != "a" || len(svcs[0].Endpoints) != 1 || svcs[0].Nodes[0].HealthService != "greeter" {
 		t.Fatalf("GetService = %+v", svcs[0])
 	}
 	list, err := r.ListServices(ctx(t))

@@ -3,7 +3,8 @@
 // Each TXT string is "key=value" and at most 255 bytes (RFC 6763 §6.1). A
 // longer entry is split into numbered parts, "key#0=...", "key#1=...",
 // reassembled in order when decoding. Keys: svc, id, v (version), a
-// (address to dial), ttl (seconds), m.<k> (node metadata), s.<k> (service
+// (address to dial), ttl (seconds), h (the node's health service name),
+// m.<k> (node metadata), s.<k> (service
 // metadata), e (one endpoint: "<flags>:<name>", flags c and/or s for
 // client/server streaming).
 //
@@ -49,6 +50,9 @@ func Encode(s *resolver.Service, n resolver.Node, ttlSeconds int) ([]string, int
 	base := []kv{{"svc", s.Name}, {"id", n.ID}, {"a", n.Address}, {"ttl", strconv.Itoa(ttlSeconds)}}
 	if s.Version != "" {
 		base = append(base, kv{"v", s.Version})
+	}
+	if n.HealthService != "" {
+		base = append(base, kv{"h", n.HealthService})
 	}
 	for _, k := range slices.Sorted(maps.Keys(n.Metadata)) {
 		base = append(base, kv{"m." + k, n.Metadata[k]})
@@ -165,7 +169,7 @@ func Decode(strs []string) (*Node, error) {
 		return nil, fmt.Errorf("mdns: bad ttl %q", val["ttl"])
 	}
 	s := &resolver.Service{Name: val["svc"], Version: val["v"]}
-	node := resolver.Node{ID: val["id"], Address: val["a"]}
+	node := resolver.Node{ID: val["id"], Address: val["a"], HealthService: val["h"]}
 	for k, v := range val {
 		switch {
 		case strings.HasPrefix(k, "m."):

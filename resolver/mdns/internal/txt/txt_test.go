@@ -16,7 +16,7 @@ func TestRoundTripWithLongValues(t *testing.T) {
 	s := &resolver.Service{Name: "greeter", Version: "v1", Metadata: map[string]string{"team": "core"},
 		Endpoints: []resolver.Endpoint{{Name: "/greeter.Greeter/Hello"}, {Name: "/greeter.Greeter/Chat", ClientStreaming: true, ServerStreaming: true},
 			{Name: "/" + strings.Repeat("y", 300)}},
-		Nodes: []resolver.Node{{ID: "n1", Address: "127.0.0.1:1", Metadata: map[string]string{"long": long, "zone": "a"}}}}
+		Nodes: []resolver.Node{{ID: "n1", Address: "127.0.0.1:1", Metadata: map[string]string{"long": long, "zone": "a"}, HealthService: "greeter"}}}
 	strs, dropped, err := Encode(s, s.Nodes[0], 30)
 	if err != nil || dropped != 0 {
 		t.Fatalf("Encode = %d dropped, %v", dropped, err)
