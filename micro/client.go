@@ -37,7 +37,8 @@ func (s *Service) Dial(name string) *grpc.ClientConn {
 }
 
 // Conn is Dial with the error: it returns an error when name is not a valid
-// service name, the service is closed, or the dial options are invalid.
+// service name, the service is closed, an option given to NewService is
+// invalid, the registry cannot be made, or the dial options are invalid.
 func (s *Service) Conn(name string) (*grpc.ClientConn, error) {
 	if err := resolver.ValidateName(name); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "micro: dial: %v", err)
@@ -46,6 +47,9 @@ func (s *Service) Conn(name string) (*grpc.ClientConn, error) {
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
+	}
+	if s.optErr != nil {
+		return nil, status.Error(codes.FailedPrecondition, s.optErr.Error())
 	}
 	if cc, ok := s.conns[name]; ok {
 		return cc, nil
@@ -101,8 +105,16 @@ func (s *Service) dialOptions() []grpc.DialOption {
 }
 
 // failingConn returns a connection on which every call fails with err. It
-// is cached like real connections so that Close releases it.
+// is cached like real connections, one per name, so that repeated Dials of
+// a bad name cost nothing more and Close releases it.
 func (s *Service) failingConn(name string, err error) *grpc.ClientConn {
+	key := "\x00failed:" + name
+	s.mu.Lock()
+	if cc, ok := s.conns[key]; ok {
+		s.mu.Unlock()
+		return cc
+	}
+	s.mu.Unlock()
 	st, ok := status.FromError(err)
 	if !ok {
 		st = status.New(codes.Unavailable, err.Error())
@@ -128,6 +140,10 @@ func (s *Service) failingConn(name string, err error) *grpc.ClientConn {
 		go cc.Close()
 		return cc
 	}
-	s.conns["\x00failed:"+name+":"+randomSuffix()] = cc
+	if old, ok := s.conns[key]; ok { // a concurrent Dial of the name won
+		go cc.Close()
+		return old
+	}
+	s.conns[key] = cc
 	return cc
 }

@@ -72,7 +72,7 @@ func TestThreeNodesThroughDefaultMDNS(t *testing.T) {
 	}
 	client := micro.NewService(micro.WithName("client"), micro.WithLogger(quietLogger))
 	defer client.Close()
-	if got := client.Registry().String(); got != "mdns" {
+	if got := registryName(t, client); got != "mdns" {
 		t.Fatalf("default registry %q, want mdns", got)
 	}
 	callAll(t, client, want)

@@ -55,6 +55,9 @@ func (s *Service) Init(opts ...InitOption) error {
 	if o.args == nil && o.fs == flag.CommandLine {
 		o.args = os.Args[1:]
 	}
+	if s.optErr != nil {
+		return s.optErr
+	}
 	envconfig.Define(o.fs)
 	if !o.fs.Parsed() {
 		if err := o.fs.Parse(o.args); err != nil {

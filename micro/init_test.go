@@ -13,6 +13,15 @@ import (
 	"github.com/microgrpc/microgrpc/plugins"
 )
 
+func registryName(t *testing.T, svc *micro.Service) string {
+	t.Helper()
+	reg, err := svc.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg.String()
+}
+
 func env(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
@@ -76,7 +85,7 @@ func TestInitReadsEverySetting(t *testing.T) {
 	if svc.Name() != "n" || svc.Version() != "v" || svc.ID() != "id1" || got.Address != "127.0.0.1:9" || got.Advertise != "10.0.0.1:9" ||
 		got.Metadata["a"] != "1" || got.Metadata["b"] != "2" || got.Metadata["c"] != "3" ||
 		got.RegisterTTL != 40*time.Second || got.Interval != 20*time.Second || got.RequestTimeout != 3*time.Second ||
-		got.Retries != 4 || svc.Registry().String() != "memory" {
+		got.Retries != 4 || registryName(t, svc) != "memory" {
 		t.Fatalf("settings not applied: %+v name=%q version=%q id=%q", got, svc.Name(), svc.Version(), svc.ID())
 	}
 }

@@ -15,11 +15,10 @@ import (
 )
 
 // Broker returns the service's broker, making it from the broker plugin
-// (default http, over the service's registry) on first use; nil when that
-// fails (Publish and Run report the error).
-func (s *Service) Broker() broker.Broker {
-	b, _ := s.broker()
-	return b
+// (default http, over the service's registry) on first use, or the error
+// that making it gave; Init, Publish and Run report the same error.
+func (s *Service) Broker() (broker.Broker, error) {
+	return s.broker()
 }
 
 func (s *Service) broker() (broker.Broker, error) {

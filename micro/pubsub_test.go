@@ -180,8 +180,11 @@ func TestPubSubBadBodyRefused(t *testing.T) {
 			}, bopt)
 			pub := newClient(t, reg, bopt)
 			publishUntil(t, pub, testCtx(t), "events", &pb.Event{Id: "warm"}, &r, 1)
-			b := pub.Broker()
-			err := b.Publish(testCtx(t), "events", &broker.Message{Header: map[string]string{"content-type": "application/json"}, Body: []byte(`{"id": [`)})
+			b, err := pub.Broker()
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = b.Publish(testCtx(t), "events", &broker.Message{Header: map[string]string{"content-type": "application/json"}, Body: []byte(`{"id": [`)})
 			if bc.acked && (!errors.Is(err, broker.ErrNotDelivered) || !strings.Contains(err.Error(), "decode")) {
 				t.Fatalf("undecodable message: Publish = %v, want it refused", err)
 			}

@@ -62,8 +62,10 @@ type Service struct {
 }
 
 // NewService returns a service configured by opts. Nothing is started:
-// register handlers on Server(), then call Run. Invalid options are
-// reported by Run.
+// register handlers on Server(), then call Run. An option that fails here
+// (WithMetrics on a registry that refuses the collectors) is reported by
+// the first of Init, Run, Conn or Dial the program calls; an invalid name
+// or TTL by Run.
 func NewService(opts ...Option) *Service {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -130,11 +132,11 @@ func (s *Service) Address() string {
 }
 
 // Registry returns the registry the service uses, making it from the
-// registry plugin on first use when none was given. It returns nil when the
-// plugin failed; Run and Conn report that error.
-func (s *Service) Registry() resolver.Registry {
-	r, _ := s.registry()
-	return r
+// registry plugin on first use when none was given, or the error that
+// making it gave (an unknown plugin name, an interface mDNS cannot use);
+// Init, Run and Conn report the same error.
+func (s *Service) Registry() (resolver.Registry, error) {
+	return s.registry()
 }
 
 func (s *Service) registry() (resolver.Registry, error) {

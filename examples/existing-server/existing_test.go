@@ -40,8 +40,12 @@ func TestExistingServerFoundThroughRegistry(t *testing.T) {
 	if err := server.Stop(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, server.Output())
 	}
+	reg, err := client.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for {
-		_, err := client.Registry().GetService(ctx, "legacy-greeter")
+		_, err := reg.GetService(ctx, "legacy-greeter")
 		if errors.Is(err, resolver.ErrNotFound) {
 			break
 		}

@@ -1,0 +1,87 @@
+package micro_test
+
+import (
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/plugins"
+	pb "github.com/microgrpc/microgrpc/proto/greeter"
+	"github.com/microgrpc/microgrpc/resolver/memory"
+)
+
+// Dialing a bad name again and again costs one failing connection, not
+// one per call: 2,000 Dials used to hold 6,000 goroutines until Close.
+func TestDialBadNameRepeatedlyHoldsOneConnection(t *testing.T) {
+	c := newClient(t, memory.NewRegistry())
+	first := c.Dial("bad/name")
+	before := runtime.NumGoroutine()
+	for range 2000 {
+		if cc := c.Dial("bad/name"); cc != first {
+			t.Fatal("Dial of the same bad name returned a new connection")
+		}
+	}
+	if grown := runtime.NumGoroutine() - before; grown > 20 {
+		t.Fatalf("2,000 Dials of a bad name added %d goroutines", grown)
+	}
+	_, err := pb.NewGreeterClient(first).Hello(testCtx(t), &pb.Request{})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("call on Dial(bad/name) = %v, want InvalidArgument", err)
+	}
+}
+
+// Registry and Broker say why they have nothing, instead of returning nil.
+func TestRegistryAndBrokerErrorsAreReturned(t *testing.T) {
+	svc := micro.NewService(micro.WithName("c"), micro.WithRegistryPlugin("nosuch"), micro.WithLogger(quietLogger))
+	defer svc.Close()
+	if reg, err := svc.Registry(); reg != nil || !errors.Is(err, plugins.ErrUnknownPlugin) || !strings.Contains(err.Error(), "nosuch") {
+		t.Fatalf("Registry() = %v, %v; want the unknown-plugin error", reg, err)
+	}
+	svc2 := micro.NewService(micro.WithName("c"), micro.WithRegistry(memory.NewRegistry()), micro.WithBrokerPlugin("nosuch"))
+	defer svc2.Close()
+	if b, err := svc2.Broker(); b != nil || !errors.Is(err, plugins.ErrUnknownPlugin) {
+		t.Fatalf("Broker() = %v, %v; want the unknown-plugin error", b, err)
+	}
+}
+
+// refusingRegisterer is a Prometheus registry that takes no collector.
+type refusingRegisterer struct{ prometheus.Registerer }
+
+func (refusingRegisterer) Register(prometheus.Collector) error { return errors.New("refused by test") }
+func (r refusingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// An option that fails in NewService is reported by Init, the first call
+// a program makes after it, and by Conn, not only by Run.
+func TestOptionErrorReportedByInitAndConn(t *testing.T) {
+	svc := micro.NewService(micro.WithName("c"), micro.WithRegistry(memory.NewRegistry()), micro.WithMetrics(refusingRegisterer{}))
+	defer svc.Close()
+	if err := svc.Init(micro.WithArgs([]string{}), micro.WithEnv(env(nil))); err == nil || !strings.Contains(err.Error(), "refused by test") {
+		t.Fatalf("Init = %v, want the metrics error", err)
+	}
+	if _, err := svc.Conn("greeter"); err == nil || !strings.Contains(err.Error(), "refused by test") {
+		t.Fatalf("Conn = %v, want the metrics error", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "refused by test") {
+			t.Fatalf("Run = %v, want the metrics error", err)
+		}
+	case <-time.After(defaultTestTimeout):
+		t.Fatal("Run did not fail")
+	}
+}
