@@ -202,8 +202,11 @@ func WithRegisterCheck(check RegisterCheck) Option {
 // the graceful stop.
 func WithDeregisterWait(d time.Duration) Option { return func(o *options) { o.deregisterWait = d } }
 
-// WithGracePeriod bounds how long a graceful stop waits for in-flight calls
-// before the server is stopped hard.
+// WithGracePeriod bounds the whole shutdown (default DefaultGracePeriod):
+// hooks, deregistration, the graceful stop and the subscriptions' drain
+// share this one deadline, after which the server is stopped hard. Keep it
+// below the orchestrator's own (Kubernetes: 30 s between SIGTERM and
+// SIGKILL).
 func WithGracePeriod(d time.Duration) Option { return func(o *options) { o.grace = d } }
 
 // WithGRPCServerOptions adds options for the *grpc.Server the service

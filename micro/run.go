@@ -24,9 +24,13 @@ import (
 // the registration every RegisterInterval. On SIGINT or SIGTERM (unless
 // WithSignal(false)) or when the context given with WithContext is done, it
 // shuts down in order: before-stop hooks, health NOT_SERVING, deregistration,
-// a short wait for the deregistration to reach clients, a graceful stop
-// bounded by the grace period (then a hard stop), closing the connections
-// made by Dial, and the after-stop hooks.
+// a short wait for the deregistration to reach clients, a graceful stop of
+// the server while the subscriptions drain, closing the connections made by
+// Dial and the broker, and the after-stop hooks. The whole sequence shares
+// one deadline, the grace period (WithGracePeriod): calls in flight run on
+// during the earlier steps, and whatever is still running at the deadline
+// (a stuck handler, a registry that does not answer) is cut off, so Run
+// returns within the grace period plus a moment.
 //
 // Run returns nil after an orderly shutdown, and an error when the options
 // are invalid, a before-start hook fails, or listening or the first
@@ -121,7 +125,13 @@ func (s *Service) Run() error {
 		serveErr <- nil
 	}
 
-	stopCtx := context.WithoutCancel(ctx)
+	// One deadline for the whole stop sequence, as http.Server.Shutdown
+	// takes one ctx: the grace period is what an orchestrator allows
+	// between SIGTERM and SIGKILL. Calls in flight keep running while
+	// the node deregisters, so no step needs a budget of its own; what is
+	// still running at the deadline is stopped hard.
+	stopCtx, cancelStop := context.WithTimeout(context.WithoutCancel(ctx), s.opts.grace)
+	defer cancelStop()
 	for _, h := range s.opts.beforeStop {
 		if err := h(stopCtx); err != nil {
 			log.Error("micro: before-stop hook failed", "error", err)
@@ -139,12 +149,13 @@ func (s *Service) Run() error {
 		// make the graceful stop wait out the grace period.
 		s.health.endWatches()
 	}
-	drainCtx, cancelDrain := context.WithTimeout(stopCtx, s.opts.grace)
-	s.stopSubscriptions(drainCtx)
-	cancelDrain()
-	s.gracefulStop()
-	<-serveErr
-	s.Close()
+	// Subscriptions drain while the server finishes its calls.
+	var drained sync.WaitGroup
+	drained.Go(func() { s.stopSubscriptions(stopCtx) })
+	s.gracefulStop(stopCtx)
+	drained.Wait()
+	waitAtMost(serveErr, hardStopWait)
+	s.closeWithin(stopCtx)
 	for _, h := range s.opts.afterStop {
 		if err := h(stopCtx); err != nil {
 			log.Error("micro: after-stop hook failed", "error", err)
@@ -154,29 +165,57 @@ func (s *Service) Run() error {
 	return runErr
 }
 
-// gracefulStop lets in-flight calls finish for up to the grace period, then
-// stops the server hard.
-func (s *Service) gracefulStop() {
+// gracefulStop lets in-flight calls finish until ctx ends, then stops the
+// server hard.
+func (s *Service) gracefulStop(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		s.server.GracefulStop()
 		close(done)
 	}()
-	t := time.NewTimer(s.opts.grace)
-	defer t.Stop()
 	select {
 	case <-done:
-	case <-t.C:
+	case <-ctx.Done():
 		s.opts.logger.Warn("micro: grace period over, stopping hard", "service", s.opts.name, "grace", s.opts.grace)
 		s.server.Stop()
-		<-done
+		// Stop cancels the calls' contexts; a handler that ignores its
+		// context keeps its connection, and GracefulStop, waiting for ever.
+		// Nothing can stop such a goroutine: stop waiting for it.
+		if !waitAtMost(done, hardStopWait) {
+			s.opts.logger.Error("micro: handlers still running after the hard stop; not waiting for them", "service", s.opts.name)
+		}
+	}
+}
+
+// hardStopWait is how long a hard stop waits for handlers to notice that
+// their calls were cancelled.
+const hardStopWait = 200 * time.Millisecond
+
+// waitAtMost waits for c to yield (or close) for at most d, and reports
+// whether it did.
+func waitAtMost[T any](c <-chan T, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
 // Close closes the connections made by Dial and, when the service made
-// them, its broker and its registry. Run calls it on the way out; a service used
-// only as a client calls it when done. It is idempotent.
+// them, its broker (waiting up to the grace period for its handlers) and
+// its registry. Run calls it on the way out; a service used only as a
+// client calls it when done. It is idempotent.
 func (s *Service) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.grace)
+	defer cancel()
+	return s.closeWithin(ctx)
+}
+
+// closeWithin is Close with the broker's drain bounded by ctx.
+func (s *Service) closeWithin(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -191,9 +230,7 @@ func (s *Service) Close() error {
 		errs = append(errs, cc.Close())
 	}
 	if s.brk != nil && s.ownsBroker {
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.grace)
 		errs = append(errs, s.brk.Disconnect(ctx))
-		cancel()
 	}
 	if c, ok := s.reg.(io.Closer); ok && s.ownsRegistry {
 		errs = append(errs, c.Close())
