@@ -338,7 +338,8 @@ func TestRestartRecoversRegistrationsAndKeepsClientsCalling(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	reg := newRegistry(t, srv.Endpoint())
+	var logs lockedBuffer
+	reg := newRegistry(t, srv.Endpoint(), etcd.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	addr, _ := greeter(t, "a")
 	if err := reg.Register(ctx(t), node("a", addr), resolver.WithTTL(time.Second)); err != nil {
 		t.Fatal(err)
@@ -385,6 +386,11 @@ func TestRestartRecoversRegistrationsAndKeepsClientsCalling(t *testing.T) {
 	wg.Wait()
 	if n := failed.Load(); n != 0 {
 		t.Fatalf("%d calls failed while etcd was down; the client should keep the nodes it knew", n)
+	}
+	// The outage and the recovery are both in the log.
+	eventually(t, "the recovery to be logged", func() bool { return strings.Contains(logs.String(), "registration restored") })
+	if !strings.Contains(logs.String(), "registration lost") {
+		t.Errorf("the lost registration was not logged:\n%s", logs.String())
 	}
 }
 
