@@ -51,6 +51,7 @@ func (s *Service) Conn(name string) (*grpc.ClientConn, error) {
 	if s.optErr != nil {
 		return nil, status.Error(codes.FailedPrecondition, s.optErr.Error())
 	}
+	s.used = true
 	if cc, ok := s.conns[name]; ok {
 		return cc, nil
 	}

@@ -1,6 +1,7 @@
 package micro_test
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -83,5 +85,45 @@ func TestOptionErrorReportedByInitAndConn(t *testing.T) {
 		}
 	case <-time.After(defaultTestTimeout):
 		t.Fatal("Run did not fail")
+	}
+}
+
+// Options an existing server cannot take are an error naming both, not
+// dropped silently.
+func TestWithGRPCServerConflicts(t *testing.T) {
+	existing := grpc.NewServer()
+	svc := micro.NewService(micro.WithName("c"), micro.WithRegistry(memory.NewRegistry()), micro.WithGRPCServer(existing),
+		micro.WithUnaryServerInterceptors(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			return h(ctx, req)
+		}), micro.WithMetrics(prometheus.NewRegistry()))
+	defer svc.Close()
+	err := svc.Init(micro.WithArgs([]string{}), micro.WithEnv(env(nil)))
+	if !errors.Is(err, micro.ErrConflictingOptions) {
+		t.Fatalf("Init = %v, want ErrConflictingOptions", err)
+	}
+	for _, want := range []string{"WithGRPCServer", "WithUnaryServerInterceptors", "WithMetrics"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	// Alone, WithGRPCServer is fine.
+	ok := micro.NewService(micro.WithName("c"), micro.WithRegistry(memory.NewRegistry()), micro.WithGRPCServer(grpc.NewServer()))
+	defer ok.Close()
+	if err := ok.Init(micro.WithArgs([]string{}), micro.WithEnv(env(nil))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Settings are fixed once the service is in use: Init after Dial is an
+// error, and changes nothing under the connections made.
+func TestInitAfterUseRefused(t *testing.T) {
+	svc := newClient(t, memory.NewRegistry())
+	svc.Dial("greeter")
+	err := svc.Init(micro.WithArgs([]string{}), micro.WithEnv(env(map[string]string{"MICRO_CLIENT_RETRIES": "0"})))
+	if !errors.Is(err, micro.ErrInitAfterUse) {
+		t.Fatalf("Init after Dial = %v, want ErrInitAfterUse", err)
+	}
+	if got := svc.SettingsForTest().Retries; got != -1 {
+		t.Fatalf("retries changed to %d by a refused Init", got)
 	}
 }

@@ -1,6 +1,7 @@
 package micro
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -71,16 +72,29 @@ func (s *Service) Init(opts ...InitOption) error {
 				"a program that takes arguments parses its flags itself (DefineFlags, then flag.Parse, then Init)", o.fs.Arg(0))
 		}
 	}
-	return s.apply(envconfig.Read(o.fs, o.lookup))
+	v := envconfig.Read(o.fs, o.lookup)
+	// Options are fixed once the service is in use: everything after Init
+	// reads them without a lock.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running || s.closed || s.used {
+		return ErrInitAfterUse
+	}
+	return s.applyLocked(v)
 }
+
+// ErrInitAfterUse is returned by Init once the service has run, dialed or
+// closed: settings cannot change under connections and a server that use
+// them.
+var ErrInitAfterUse = errors.New("micro: Init after the service was used (Run, Dial, Conn or Close): call Init first")
 
 // DefineFlags defines microgrpc's flags on fs, for a program that parses
 // its flags itself before NewService (to build a listener from its own
 // flag, say); Init then reads the parsed values. It is idempotent.
 func DefineFlags(fs *flag.FlagSet) { envconfig.Define(fs) }
 
-// apply sets the options that v holds.
-func (s *Service) apply(v envconfig.Values) error {
+// applyLocked sets the options that v holds. Caller must hold s.mu.
+func (s *Service) applyLocked(v envconfig.Values) error {
 	o := &s.opts
 	strs := []struct {
 		set envconfig.Setting
@@ -132,25 +146,22 @@ func (s *Service) apply(v envconfig.Values) error {
 	} else if ok {
 		o.retries = &n
 	}
-	return s.applyPlugins(v)
-}
-
-// applyPlugins switches registry and broker when the operator named one
-// or gave addresses. Addresses alone reconfigure the plugin already chosen.
-func (s *Service) applyPlugins(v envconfig.Values) error {
-	if err := s.applyRegistry(v); err != nil {
+	// Registry and broker switch when the operator named one or gave
+	// addresses; addresses alone reconfigure the plugin already chosen.
+	if err := s.applyRegistryLocked(v); err != nil {
 		return err
 	}
-	return s.applyBroker(v)
+	return s.applyBrokerLocked(v)
 }
 
-func (s *Service) applyBroker(v envconfig.Values) error {
+// applyBrokerLocked makes the broker the settings name. Caller must hold
+// s.mu.
+func (s *Service) applyBrokerLocked(v envconfig.Values) error {
 	name, named := v[envconfig.Broker]
 	_, addressed := v[envconfig.BrokerAddress]
 	if !named && !addressed {
 		return nil
 	}
-	s.mu.Lock()
 	if !named {
 		name = s.opts.brokerName
 		if s.brk != nil {
@@ -161,21 +172,20 @@ func (s *Service) applyBroker(v envconfig.Values) error {
 	s.opts.brokerName = name
 	s.opts.brokerAddrs = v.List(envconfig.BrokerAddress)
 	s.brk, s.brkErr, s.ownsBroker = nil, nil, false
-	s.mu.Unlock()
 	// Make it now so that a wrong name fails here, at Init.
-	_, err := s.broker()
+	_, err := s.brokerLocked()
 	return err
 }
 
-func (s *Service) applyRegistry(v envconfig.Values) error {
+// applyRegistryLocked makes the registry the settings name. Caller must
+// hold s.mu.
+func (s *Service) applyRegistryLocked(v envconfig.Values) error {
 	name, named := v[envconfig.Registry]
 	_, addressed := v[envconfig.RegistryAddress]
 	_, ifaces := v[envconfig.MDNSInterfaces]
 	if !named && !addressed && !ifaces {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if !named {
 		name = s.opts.registryName
 		if s.reg != nil {

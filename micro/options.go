@@ -218,8 +218,11 @@ func WithGRPCServerOptions(opts ...grpc.ServerOption) Option {
 // WithGRPCServer makes the service run an existing server, with its services
 // and interceptors as they are: the service adds health, reflection (unless
 // already registered or turned off), registration, heartbeats and graceful
-// deregistration. Server options and server interceptors given to the
-// service are ignored then, since a *grpc.Server cannot take more.
+// deregistration. A *grpc.Server takes its options when it is made, so
+// WithGRPCServerOptions, the server interceptor options, WithMetrics and
+// WithTracing cannot go with it: NewService reports ErrConflictingOptions
+// (through Init, Run and Conn) naming them. Strict codec negotiation is
+// not added to it either.
 func WithGRPCServer(s *grpc.Server) Option { return func(o *options) { o.grpcServer = s } }
 
 // WithDialOptions adds options for every connection made by Dial.

@@ -24,6 +24,11 @@ func (s *Service) Broker() (broker.Broker, error) {
 func (s *Service) broker() (broker.Broker, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.brokerLocked()
+}
+
+// brokerLocked is broker. Caller must hold s.mu.
+func (s *Service) brokerLocked() (broker.Broker, error) {
 	if s.brk != nil || s.brkErr != nil {
 		return s.brk, s.brkErr
 	}

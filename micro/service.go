@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -19,6 +20,40 @@ import (
 
 // ErrClosed is returned by Dial, Conn and Run once the service has stopped.
 var ErrClosed = errors.New("micro: service closed")
+
+// ErrConflictingOptions is wrapped by the error for options that cannot
+// apply together; the error names both.
+var ErrConflictingOptions = errors.New("micro: conflicting options")
+
+// conflicts reports options that the others make impossible, instead of
+// dropping them silently.
+func conflicts(o *options) error {
+	if o.grpcServer == nil {
+		return nil
+	}
+	var with []string
+	if len(o.serverOpts) > 0 {
+		with = append(with, "WithGRPCServerOptions")
+	}
+	if len(o.unaryServer) > 0 {
+		with = append(with, "WithUnaryServerInterceptors")
+	}
+	if len(o.streamServer) > 0 {
+		with = append(with, "WithStreamServerInterceptors")
+	}
+	if o.metrics != nil {
+		with = append(with, "WithMetrics")
+	}
+	if o.tracing != nil {
+		with = append(with, "WithTracing")
+	}
+	if len(with) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: WithGRPCServer and %s: a *grpc.Server takes its options, interceptors and stats handlers "+
+		"when it is made, so give them to grpc.NewServer (metrics.New(reg).UnaryServerInterceptor(), tracing.ServerOption(tp))",
+		ErrConflictingOptions, strings.Join(with, ", "))
+}
 
 // ErrAlreadyRunning is returned by a second concurrent call to Run.
 var ErrAlreadyRunning = errors.New("micro: service already running")
@@ -54,6 +89,7 @@ type Service struct {
 
 	running  bool
 	closed   bool
+	used     bool // Conn was called: options are fixed
 	address  string // advertised address while running
 	conns    map[string]*grpc.ClientConn
 	builder  resolverBuilder
@@ -74,7 +110,8 @@ func NewService(opts ...Option) *Service {
 	s := &Service{opts: o, conns: map[string]*grpc.ClientConn{}, metaWake: make(chan struct{}, 1)}
 	s.reg = o.registry
 	s.brk = o.broker
-	if o.metrics != nil {
+	s.optErr = conflicts(&o)
+	if o.metrics != nil && s.optErr == nil {
 		m, err := metrics.New(o.metrics)
 		if err != nil {
 			s.optErr = fmt.Errorf("micro: metrics: %w", err)

@@ -33,6 +33,7 @@ import (
 	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/broker/internal/limit"
 	"github.com/microgrpc/microgrpc/broker/internal/natsconn"
+	"github.com/microgrpc/microgrpc/internal/envconfig"
 )
 
 // Name is the broker's name.
@@ -43,14 +44,8 @@ const EnvAddress = "MICRO_BROKER_ADDRESS"
 
 // URLsFromEnv returns the URLs in $MICRO_BROKER_ADDRESS, or nil.
 func URLsFromEnv(lookup func(string) (string, bool)) []string {
-	v, _ := lookup(EnvAddress)
-	var out []string
-	for _, u := range strings.Split(v, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			out = append(out, u)
-		}
-	}
-	return out
+	v, _ := envconfig.BrokerAddress.Lookup(lookup)
+	return envconfig.SplitList(v)
 }
 
 type options struct {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/microgrpc/microgrpc/internal/envconfig"
 )
 
 // Defaults.
@@ -95,14 +97,8 @@ func WithClient(c *clientv3.Client) Option { return func(o *options) { o.client 
 // EndpointsFromEnv returns the endpoints in $MICRO_REGISTRY_ADDRESS, or
 // nil.
 func EndpointsFromEnv(lookup func(string) (string, bool)) []string {
-	v, _ := lookup(EnvAddress)
-	var out []string
-	for _, e := range strings.Split(v, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			out = append(out, e)
-		}
-	}
-	return out
+	v, _ := envconfig.RegistryAddress.Lookup(lookup)
+	return envconfig.SplitList(v)
 }
 
 func (o *options) validate() error {

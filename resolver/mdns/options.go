@@ -4,8 +4,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/microgrpc/microgrpc/internal/envconfig"
 )
 
 // Defaults.
@@ -35,12 +36,8 @@ type options struct {
 
 func defaultOptions() options {
 	o := options{domain: DefaultDomain, queryInterval: DefaultQueryInterval, logger: slog.Default()}
-	if v := os.Getenv(EnvInterfaces); v != "" {
-		for _, n := range strings.Split(v, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				o.ifaceNames = append(o.ifaceNames, n)
-			}
-		}
+	if v, ok := envconfig.MDNSInterfaces.Lookup(os.LookupEnv); ok {
+		o.ifaceNames = envconfig.SplitList(v)
 	}
 	return o
 }
