@@ -89,7 +89,7 @@ type Service struct {
 
 	running  bool
 	closed   bool
-	used     bool // Conn was called: options are fixed
+	used     bool   // Conn was called: options are fixed
 	address  string // advertised address while running
 	conns    map[string]*grpc.ClientConn
 	builder  resolverBuilder
