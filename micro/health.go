@@ -6,7 +6,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
-	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
@@ -25,7 +24,7 @@ type healthServer struct {
 	watches map[*context.CancelFunc]struct{}
 }
 
-var _ healthgrpc.HealthServer = (*healthServer)(nil)
+var _ healthpb.HealthServer = (*healthServer)(nil)
 
 func newHealthServer() *healthServer {
 	return &healthServer{Server: health.NewServer(), watches: map[*context.CancelFunc]struct{}{}}
@@ -35,7 +34,7 @@ func newHealthServer() *healthServer {
 var errShuttingDown = status.Error(codes.Unavailable, "micro: service is shutting down")
 
 // Watch is health.Server's, on a stream that endWatches can end.
-func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthgrpc.Health_WatchServer) error {
+func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	h.mu.Lock()
@@ -69,7 +68,7 @@ func (h *healthServer) endWatches() {
 
 // watchStream is a Watch stream with a context endWatches can cancel.
 type watchStream struct {
-	healthgrpc.Health_WatchServer
+	healthpb.Health_WatchServer
 	ctx context.Context
 }
 

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
@@ -55,7 +54,7 @@ func (s *Service) installStandardServices() {
 			s.opts.logger.Info("micro: server already has a health service; keeping it", "service", s.opts.name)
 			s.health = nil
 		} else {
-			healthgrpc.RegisterHealthServer(s.server, s.health)
+			healthpb.RegisterHealthServer(s.server, s.health)
 		}
 	}
 	if s.opts.reflection {

@@ -92,7 +92,7 @@ func TestDialAllCallKinds(t *testing.T) {
 
 func TestDialCachesPerName(t *testing.T) {
 	c := newClient(t, memory.NewRegistry())
-	if c.Dial("a") != c.Dial("a") {
+	if a1, a2 := c.Dial("a"), c.Dial("a"); a1 != a2 {
 		t.Error("two Dial(\"a\") returned different connections")
 	}
 	if c.Dial("a") == c.Dial("b") {
@@ -231,6 +231,7 @@ func TestReflectionListsGreeter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	//lint:ignore SA1019 v1alpha is deprecated, and still what older clients (grpcurl before 1.8.8) speak.
 	if err := old.Send(&reflectionv1alphapb.ServerReflectionRequest{MessageRequest: &reflectionv1alphapb.ServerReflectionRequest_ListServices{}}); err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,27 @@ func NodeFromEndpoint(ep grpcresolver.Endpoint) *NodeInfo {
 // NodeFromAddress is [NodeFromEndpoint] for the legacy Address form, for
 // balancers built on balancer/base.
 func NodeFromAddress(a grpcresolver.Address) *NodeInfo {
+	//lint:ignore SA1019 balancer/base policies see only the Addresses list; grpc-go deprecates the field inside Endpoints, where this package sets NodeInfo on the Endpoint.
 	n, _ := a.BalancerAttributes.Value(nodeInfoKey{}).(*NodeInfo)
 	return n
+}
+
+// HealthCheck is what a balancer needs to check, on a SubConn of one
+// address, that the node serves its service: the node's id and the health
+// service name its record gives ([Node.HealthService]). It rides in the
+// address's own Attributes, which SubConns see, and changes only with the
+// node's record, not with its metadata (a change would make grpc-go
+// reconnect).
+type HealthCheck struct {
+	NodeID  string
+	Service string
+}
+
+type healthCheckKey struct{}
+
+// HealthCheckFromAddress returns the health check this package's resolver
+// attached to a, if any.
+func HealthCheckFromAddress(a grpcresolver.Address) (HealthCheck, bool) {
+	h, ok := a.Attributes.Value(healthCheckKey{}).(HealthCheck)
+	return h, ok
 }

@@ -68,11 +68,11 @@ func serviceHealthFor(addrs []grpcresolver.Address) (id, service string) {
 	if len(addrs) == 0 {
 		return "", ""
 	}
-	n := resolver.NodeFromAddress(addrs[0])
-	if n == nil || n.HealthService == "" {
+	h, ok := resolver.HealthCheckFromAddress(addrs[0])
+	if !ok {
 		return "", ""
 	}
-	return n.ID, n.HealthService
+	return h.NodeID, h.Service
 }
 
 // NewSubConn passes the SubConn through and, for a node whose service
@@ -81,6 +81,7 @@ func serviceHealthFor(addrs []grpcresolver.Address) (id, service string) {
 func (c interceptCC) NewSubConn(addrs []grpcresolver.Address, opts balancer.NewSubConnOptions) (balancer.SubConn, error) {
 	id, service := serviceHealthFor(addrs)
 	if id == "" || !c.b.cfg.Load().serviceHealth {
+		//lint:ignore SA1019 see below.
 		return c.ClientConn.NewSubConn(addrs, opts)
 	}
 	var sc balancer.SubConn
@@ -96,6 +97,7 @@ func (c interceptCC) NewSubConn(addrs []grpcresolver.Address, opts balancer.NewS
 		}
 	}
 	var err error
+	//lint:ignore SA1019 a policy that wraps its children sees their SubConns only here; pickfirst passes one address.
 	sc, err = c.ClientConn.NewSubConn(addrs, opts)
 	return sc, err
 }

@@ -49,7 +49,8 @@ func (b *httpBroker) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer b.removeStream(st)
-	if err := st.read(rw.Reader); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && st.ctx.Err() == nil {
+	// read returns only when the connection ends, always with an error.
+	if err := st.read(rw.Reader); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && st.ctx.Err() == nil {
 		b.opts.logger.Warn("http broker: delivery connection broke", "remote", nc.RemoteAddr().String(), "error", err)
 	}
 }
