@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/microgrpc/microgrpc/internal/addr"
+	"github.com/microgrpc/microgrpc/internal/backoff"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -143,7 +144,7 @@ func (s *Service) Run() error {
 	hbCancel()
 	hbWG.Wait()
 	rg.deregister(stopCtx)
-	sleepCtx(stopCtx, s.opts.deregisterWait)
+	backoff.Sleep(stopCtx, s.opts.deregisterWait, nil)
 	if s.health != nil {
 		// Watchers were told NOT_SERVING; holding their streams open would
 		// make the graceful stop wait out the grace period.
@@ -236,18 +237,6 @@ func (s *Service) closeWithin(ctx context.Context) error {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 // registration keeps the node registered while the service runs.

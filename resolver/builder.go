@@ -2,11 +2,8 @@ package resolver
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -96,12 +93,6 @@ func (r *registryResolver) Close() {
 	r.wg.Wait()
 }
 
-type nodeEntry struct {
-	node    Node
-	version string
-	svcMeta map[string]string
-}
-
 // runState is the run goroutine's private state.
 type runState struct {
 	nodes map[string]nodeEntry
@@ -115,113 +106,24 @@ type runState struct {
 	reported bool
 }
 
+// sameEntries reports whether a and b hold the same nodes in the same state.
+func sameEntries(a, b map[string]nodeEntry) bool {
+	return maps.EqualFunc(a, b, func(x, y nodeEntry) bool {
+		return x.version == y.version && maps.Equal(x.svcMeta, y.svcMeta) && x.node.ID == y.node.ID &&
+			x.node.Address == y.node.Address && x.node.HealthService == y.node.HealthService && maps.Equal(x.node.Metadata, y.node.Metadata)
+	})
+}
+
+// run follows the service and turns what the Follower sees into channel
+// state: node lists (a listing at once, a burst of events coalesced into
+// one update) and, after the grace period, errors.
 func (r *registryResolver) run(ctx context.Context) {
 	defer r.wg.Done()
+	f := Follow(r.reg, r.service, WithBackoff(r.opts.minBackoff, r.opts.maxBackoff), WithLogger(r.opts.logger))
+	defer f.Stop()
 	st := &runState{nodes: map[string]nodeEntry{}}
 	defer st.stopDegradeTimer()
-	attempt := 0
-	healthy := func() {
-		if attempt > 0 {
-			r.opts.logger.Info("microgrpc resolver: registry recovered",
-				"service", r.service, "registry", r.reg.String(), "failed_attempts", attempt)
-		}
-		attempt = 0
-	}
-	for ctx.Err() == nil {
-		err := r.watchOnce(ctx, st, healthy)
-		if ctx.Err() != nil {
-			return
-		}
-		r.degrade(st, fmt.Errorf("registry %s failed while resolving service %q: %w", r.reg, r.service, err))
-		delay := r.backoff(attempt)
-		attempt++
-		// Log the first failure loudly and the retries quietly: an outage
-		// would otherwise flood the log.
-		level := slog.LevelDebug
-		if attempt == 1 {
-			level = slog.LevelWarn
-		}
-		r.opts.logger.Log(ctx, level, "microgrpc resolver: registry error, retrying",
-			"service", r.service, "registry", r.reg.String(), "error", err, "retry_in", delay, "attempt", attempt)
-		if !r.sleep(ctx, st, delay) {
-			return
-		}
-	}
-}
-
-// sleep waits d, an early ResolveNow, or ctx, and fires the degrade timer if
-// it expires meanwhile. It reports false when ctx is done.
-func (r *registryResolver) sleep(ctx context.Context, st *runState, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		case <-r.now:
-			return true
-		case <-st.degradeC():
-			r.giveUp(st)
-		}
-	}
-}
-
-func (r *registryResolver) backoff(attempt int) time.Duration {
-	d := float64(r.opts.minBackoff)
-	for i := 0; i < attempt && d < float64(r.opts.maxBackoff); i++ {
-		d *= 1.6
-	}
-	d = min(d, float64(r.opts.maxBackoff))
-	// ±20% jitter so that many clients do not retry in step.
-	d *= 0.8 + 0.4*rand.Float64()
-	return time.Duration(d)
-}
-
-// watchOnce watches the service and lists it, then applies events until the
-// watch fails; it returns that failure. healthy is called once the initial
-// list succeeded.
-func (r *registryResolver) watchOnce(ctx context.Context, st *runState, healthy func()) error {
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	// Watch before listing: an event that races with the list is then
-	// applied again, which is harmless, instead of being lost.
-	w, err := r.reg.Watch(wctx, WatchService(r.service))
-	if err != nil {
-		return fmt.Errorf("watch: %w", err)
-	}
-	events := make(chan *Event)
-	werr := make(chan error, 1)
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			ev, err := w.Next()
-			if err != nil {
-				werr <- err
-				return
-			}
-			select {
-			case events <- ev:
-			case <-wctx.Done():
-				return
-			}
-		}
-	}()
-	defer w.Stop()
-
-	svcs, err := r.reg.GetService(ctx, r.service)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("get service: %w", err)
-	}
-	clear(st.nodes)
-	for _, s := range svcs {
-		st.apply(&Event{Action: Create, Service: s})
-	}
-	healthy()
-	r.publish(st)
-
+	listings := 0
 	var coalesce *time.Timer
 	var coalesceC <-chan time.Time
 	defer func() {
@@ -232,22 +134,24 @@ func (r *registryResolver) watchOnce(ctx context.Context, st *runState, healthy 
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-werr:
-			if ctx.Err() == nil && err == nil {
-				err = errors.New("watch ended")
-			}
-			return fmt.Errorf("watch: %w", err)
-		case ev := <-events:
-			if ev == nil || ev.Service == nil || ev.Service.Name != r.service {
+			return
+		case <-f.Changed():
+			if err := f.Err(); err != nil {
+				r.degrade(st, fmt.Errorf("registry %s failed while resolving service %q: %w", r.reg, r.service, err))
 				continue
 			}
-			st.apply(ev)
+			nodes, n := f.snapshot()
+			if n == listings && st.pushed && st.degradeTimer == nil && sameEntries(nodes, st.nodes) {
+				continue // changes that cancelled out (a node gone and back)
+			}
+			st.nodes = nodes
+			if n != listings || r.opts.coalesce <= 0 {
+				// A (re)listing is pushed at once: it ends a wait.
+				listings = n
+				r.publish(st)
+				continue
+			}
 			if coalesceC == nil {
-				if r.opts.coalesce <= 0 {
-					r.publish(st)
-					continue
-				}
 				coalesce = time.NewTimer(r.opts.coalesce)
 				coalesceC = coalesce.C
 			}
@@ -255,20 +159,10 @@ func (r *registryResolver) watchOnce(ctx context.Context, st *runState, healthy 
 			coalesceC = nil
 			r.publish(st)
 		case <-r.now:
-			// Healthy watch: nothing to refresh.
+			f.RetryNow()
 		case <-st.degradeC():
 			r.giveUp(st)
 		}
-	}
-}
-
-func (st *runState) apply(ev *Event) {
-	for _, n := range ev.Service.Nodes {
-		if ev.Action == Delete {
-			delete(st.nodes, n.ID)
-			continue
-		}
-		st.nodes[n.ID] = nodeEntry{node: n, version: ev.Service.Version, svcMeta: ev.Service.Metadata}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	grpcresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
+	"github.com/microgrpc/microgrpc/internal/backoff"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -55,12 +56,9 @@ func (h *nodeHealth) err() string {
 	return "no answer yet"
 }
 
-// healthWatchBackoff bounds the wait before a failed watch stream is
-// opened again while the connection is READY.
-const (
-	healthWatchMinBackoff = 100 * time.Millisecond
-	healthWatchMaxBackoff = 5 * time.Second
-)
+// healthWatchBackoff is the wait before a failed watch stream is opened
+// again while the connection is READY.
+var healthWatchBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // serviceHealthFor returns the node id and the service name to watch for
 // a SubConn of addrs, or "" when the node gets only the standard check.
@@ -162,23 +160,19 @@ func (b *rhBalancer) runServiceHealth(ctx context.Context, h *nodeHealth) {
 			b.republish()
 		}
 	}
-	backoff := healthWatchMinBackoff
+	attempt := 0
 	for ctx.Err() == nil {
 		received := b.watchOnce(ctx, client, h, set)
 		if ctx.Err() != nil || received == errDone {
 			return
 		}
 		if received == nil {
-			backoff = healthWatchMinBackoff // it answered: no need to wait long
+			attempt = 0 // it answered: no need to wait long
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, healthWatchBackoff.Delay(attempt), nil) {
 			return
-		case <-t.C:
 		}
-		backoff = min(2*backoff, healthWatchMaxBackoff)
+		attempt++
 	}
 }
 

@@ -46,7 +46,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -59,6 +58,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/microgrpc/microgrpc/internal/backoff"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/etcd/internal/wire"
 )
@@ -367,25 +367,5 @@ func (r *Registry) explain(err error) error {
 	return fmt.Errorf("%w (%s)", err, strings.Join(causes, "; "))
 }
 
-// backoff returns the delay before attempt n (from 0): 100ms doubling,
-// capped, with ±20% jitter.
-func backoff(n int) time.Duration {
-	d := 100 * time.Millisecond
-	for i := 0; i < n && d < MaxRetryBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, MaxRetryBackoff)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
-
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-	case <-wake:
-	}
-	return true
-}
+// retryPolicy is the delay between attempts to re-register or watch again.
+var retryPolicy = backoff.Policy{Min: 100 * time.Millisecond, Max: MaxRetryBackoff}

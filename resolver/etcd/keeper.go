@@ -7,6 +7,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/microgrpc/microgrpc/internal/backoff"
 )
 
 // keeper keeps one key registered: it keeps its lease alive, watches the
@@ -86,10 +88,10 @@ func (k *keeper) run(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				d := backoff(failures)
+				d := retryPolicy.Delay(failures)
 				failures++
 				log.Warn("etcd registry: re-registration failed, retrying", "error", err, "retry_in", d, "attempt", failures)
-				if !sleep(ctx, d, k.wake) {
+				if !backoff.Sleep(ctx, d, k.wake) {
 					return
 				}
 				continue

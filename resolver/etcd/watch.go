@@ -8,6 +8,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/microgrpc/microgrpc/internal/backoff"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/internal/eventq"
 )
@@ -113,10 +114,10 @@ func (w *watcher) run(rev int64) {
 		if w.ctx.Err() != nil {
 			return
 		}
-		d := backoff(failures)
+		d := retryPolicy.Delay(failures)
 		failures++
 		w.r.opts.logger.Warn("etcd registry: watch interrupted, re-listing", "prefix", w.prefix, "error", err, "retry_in", d)
-		if !sleep(w.ctx, d, nil) {
+		if !backoff.Sleep(w.ctx, d, nil) {
 			return
 		}
 		if rev, err = w.list(w.ctx, true); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 
+	"github.com/microgrpc/microgrpc/internal/backoff"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/internal/eventq"
 	"github.com/microgrpc/microgrpc/resolver/mdns/internal/txt"
@@ -307,7 +308,7 @@ func (b *browser) queryLoop() {
 		if first {
 			// Answers to a query arrive within a few hundred milliseconds
 			// (RFC 6762 responders delay up to 120 ms, plus probing).
-			if !sleep(b.ctx, 300*time.Millisecond) {
+			if !backoff.Sleep(b.ctx, 300*time.Millisecond, nil) {
 				return
 			}
 			close(b.ready)
@@ -316,7 +317,7 @@ func (b *browser) queryLoop() {
 		// Expire several times per interval, so that a dead node goes
 		// close to its TTL.
 		for range 4 {
-			if !sleep(b.ctx, b.opts.queryInterval/4) {
+			if !backoff.Sleep(b.ctx, b.opts.queryInterval/4, nil) {
 				return
 			}
 			b.expire(time.Now())
@@ -373,17 +374,6 @@ func (b *browser) zeroconfBrowse() {
 			}
 			b.seen(e.ServiceInstanceName(), e.Text, time.Now())
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
