@@ -84,6 +84,9 @@ func (s *Service) dialOptions() []grpc.DialOption {
 		grpc.WithResolvers(s.builder),
 		grpc.WithDefaultServiceConfig(s.serviceConfig()),
 	}
+	if s.opts.keepalive.Time > 0 {
+		opts = append(opts, grpc.WithKeepaliveParams(s.opts.keepalive))
+	}
 	opts = append(opts, s.opts.dialOpts...)
 	if s.opts.tracing != nil {
 		opts = append(opts, tracing.DialOption(s.opts.tracing))

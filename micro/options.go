@@ -2,14 +2,15 @@ package micro
 
 import (
 	"context"
-	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"maps"
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/interceptors"
@@ -77,6 +78,7 @@ type options struct {
 	requestTimeout         time.Duration
 	retries                *int // nil: the balancer's default
 	mdnsInterfaces         []string
+	keepalive              keepalive.ClientParameters
 	logger                 *slog.Logger
 }
 
@@ -96,6 +98,7 @@ func defaultOptions() options {
 		reflection:          true,
 		strictCodec:         true,
 		resolverGracePeriod: resolver.DefaultGracePeriod,
+		keepalive:           DefaultClientKeepalive(),
 		logger:              slog.Default(),
 	}
 }
@@ -296,6 +299,12 @@ func WithStrictCodec(on bool) Option { return func(o *options) { o.strictCodec =
 func WithResolverGracePeriod(d time.Duration) Option {
 	return func(o *options) { o.resolverGracePeriod = d }
 }
+
+// WithKeepalive sets the keepalive of connections made by Dial (default
+// DefaultClientKeepalive()); a zero Time turns it off. grpc-go raises a
+// Time below 10 s to 10 s. The servers called must accept the pings
+// (ServerKeepalive).
+func WithKeepalive(p keepalive.ClientParameters) Option { return func(o *options) { o.keepalive = p } }
 
 // WithRequestTimeout sets the default timeout of calls made through Dial
 // that have no earlier deadline (zero: none, the default).

@@ -3,9 +3,11 @@ package micro
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/microgrpc/microgrpc/interceptors/tracing"
@@ -15,7 +17,7 @@ import (
 // serverOptions are the options of the *grpc.Server a service creates:
 // strict codec negotiation, the user's options, then the interceptor chains.
 func (s *Service) serverOptions() []grpc.ServerOption {
-	var opts []grpc.ServerOption
+	opts := ServerKeepalive()
 	if s.opts.strictCodec {
 		opts = append(opts, strictCodecOption())
 	}
@@ -36,6 +38,41 @@ func (s *Service) serverOptions() []grpc.ServerOption {
 		opts = append(opts, grpc.ChainStreamInterceptor(stream...))
 	}
 	return opts
+}
+
+// Keepalive defaults. A node that stops answering without closing its
+// connections (a long pause, SIGSTOP, a partition that drops packets) is
+// noticed by a client within DefaultKeepaliveTime + DefaultKeepaliveTimeout
+// even when it has nothing in flight; calls that do reach it are cut
+// shorter by the balancer, which ejects a node missing deadlines while
+// others answer. grpc-go does not ping more often than every 10 s.
+const (
+	DefaultKeepaliveTime    = 10 * time.Second
+	DefaultKeepaliveTimeout = 3 * time.Second
+	// DefaultKeepaliveMinTime is the most frequent ping a server accepts:
+	// below DefaultKeepaliveTime, so micro clients are never told off
+	// (grpc-go's default is 5 minutes, and a client pinging more often
+	// gets GOAWAY).
+	DefaultKeepaliveMinTime = 5 * time.Second
+)
+
+// DefaultClientKeepalive returns the keepalive of connections made by Dial
+// (WithKeepalive changes it).
+func DefaultClientKeepalive() keepalive.ClientParameters {
+	return keepalive.ClientParameters{Time: DefaultKeepaliveTime, Timeout: DefaultKeepaliveTimeout, PermitWithoutStream: true}
+}
+
+// ServerKeepalive returns the server options every micro service uses so
+// that micro clients' keepalive pings are welcome, and so that the server
+// notices dead clients too. A program that brings its own *grpc.Server
+// (WithGRPCServer, Serve) should pass them to grpc.NewServer: with grpc-go's
+// default policy, clients that ping every 10 s are sent GOAWAY and back off
+// their pings, which delays noticing a frozen node.
+func ServerKeepalive() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: DefaultKeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * DefaultKeepaliveTime, Timeout: 2 * DefaultKeepaliveTimeout}),
+	}
 }
 
 const (

@@ -55,16 +55,23 @@ func NodeFromAddress(a grpcresolver.Address) *NodeInfo {
 
 // HealthCheck is what a balancer needs to check, on a SubConn of one
 // address, that the node serves its service: the node's id and the health
-// service name its record gives ([Node.HealthService]). It rides in the
-// address's own Attributes, which SubConns see, and changes only with the
-// node's record, not with its metadata (a change would make grpc-go
-// reconnect).
+// service name its record gives ([Node.HealthService]; empty: none). It
+// rides in the address's own Attributes, which SubConns see, and changes
+// only with the node's record, not with its metadata (a change would make
+// grpc-go reconnect).
 type HealthCheck struct {
 	NodeID  string
 	Service string
 }
 
 type healthCheckKey struct{}
+
+// SetHealthCheck returns a copy of a carrying h, for resolvers of other
+// registries that want balancer/randomhash's per-node checks.
+func SetHealthCheck(a grpcresolver.Address, h HealthCheck) grpcresolver.Address {
+	a.Attributes = a.Attributes.WithValue(healthCheckKey{}, h)
+	return a
+}
 
 // HealthCheckFromAddress returns the health check this package's resolver
 // attached to a, if any.

@@ -253,9 +253,7 @@ func (r *registryResolver) state(st *runState) grpcresolver.State {
 		e := st.nodes[id]
 		info := &NodeInfo{ID: id, Service: r.service, Version: e.version, Metadata: mergeMeta(e.svcMeta, e.node.Metadata), HealthService: e.node.HealthService}
 		addr := grpcresolver.Address{Addr: e.node.Address}
-		if e.node.HealthService != "" {
-			addr.Attributes = addr.Attributes.WithValue(healthCheckKey{}, HealthCheck{NodeID: id, Service: e.node.HealthService})
-		}
+		addr = SetHealthCheck(addr, HealthCheck{NodeID: id, Service: e.node.HealthService})
 		//lint:ignore SA1019 for balancer/base policies, which see only State.Addresses (see NodeFromAddress).
 		addr.BalancerAttributes = addr.BalancerAttributes.WithValue(nodeInfoKey{}, info)
 		eps = append(eps, SetNodeInfo(grpcresolver.Endpoint{Addresses: []grpcresolver.Address{addr}}, info))

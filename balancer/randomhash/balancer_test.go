@@ -144,7 +144,8 @@ func (h *harness) setNodes(nodes ...int) {
 	h.t.Helper()
 	var eps []grpcresolver.Endpoint
 	for _, n := range nodes {
-		ep := grpcresolver.Endpoint{Addresses: []grpcresolver.Address{{Addr: testAddr(n)}}}
+		addr := resolver.SetHealthCheck(grpcresolver.Address{Addr: testAddr(n)}, resolver.HealthCheck{NodeID: testID(n)})
+		ep := grpcresolver.Endpoint{Addresses: []grpcresolver.Address{addr}}
 		eps = append(eps, resolver.SetNodeInfo(ep, &resolver.NodeInfo{ID: testID(n), Service: "svc"}))
 	}
 	h.cc.mu.Lock()
@@ -408,4 +409,133 @@ func TestEjectionCounterConcurrentPickers(t *testing.T) {
 			got, ejected, len(present), nodes)
 	}
 	t.Logf("%d of %d present nodes ejected at the end; %d pickers published", ejected, len(present), len(h.cc.pickers))
+}
+
+var errDeadline = status.Error(codes.DeadlineExceeded, "test: deadline")
+
+// A node that misses deadlines while another answers (frozen: SIGSTOP, a
+// long pause) is ejected like one that fails with UNAVAILABLE.
+func TestDeadlinesWhileOthersAnswerEject(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	useFakeClock(t)
+	h := newHarness(t, `{"ejectionThreshold":3}`)
+	h.setNodes(0, 1)
+	p := h.cc.latest(t)
+	pickNode(ctx, t, p, 1).Done(balancer.DoneInfo{}) // node-1 answers
+	for range 3 {
+		pickNode(ctx, t, p, 0).Done(balancer.DoneInfo{Err: errDeadline})
+	}
+	if got := h.b.ejected.Load(); got != 1 {
+		t.Fatalf("after three deadlines with node-1 answering: ejected counter %d, want 1", got)
+	}
+	for range 100 {
+		res, err := p.Pick(balancer.PickInfo{Ctx: ctx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pickedAddr(res) == testAddr(0) {
+			t.Fatal("node-0, which misses its deadlines, was picked")
+		}
+		res.Done(balancer.DoneInfo{})
+	}
+}
+
+// When no other node answers either, a deadline is the caller's, not the
+// node's: nothing is ejected. Cancelled calls never count.
+func TestDeadlinesEverywhereDoNotEject(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	clock := useFakeClock(t)
+	h := newHarness(t, `{"ejectionThreshold":2}`)
+	h.setNodes(0, 1)
+	p := h.cc.latest(t)
+	pickNode(ctx, t, p, 1).Done(balancer.DoneInfo{})
+	clock.advance(answerWindow + time.Second) // node-1's answer is old now
+	canceled := balancer.DoneInfo{Err: status.Error(codes.Canceled, "caller gave up")}
+	// Picks of node-1 on the way end cancelled: no answer from it either.
+	pick0 := func() balancer.PickResult {
+		for ctx.Err() == nil {
+			res, err := p.Pick(balancer.PickInfo{Ctx: ctx})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pickedAddr(res) == testAddr(0) {
+				return res
+			}
+			res.Done(canceled)
+		}
+		t.Fatal("node-0 never picked")
+		return balancer.PickResult{}
+	}
+	for range 5 {
+		pick0().Done(balancer.DoneInfo{Err: errDeadline})
+		pick0().Done(canceled)
+	}
+	if got := h.b.ejected.Load(); got != 0 {
+		t.Fatalf("deadlines with no node answering: ejected counter %d, want 0", got)
+	}
+}
+
+// A node ejected for missing deadlines stays out after its cool-down until
+// a probe on its own connection gets an answer: the first calls to reach a
+// still-frozen node would otherwise all hang until their deadlines.
+func TestDeadlineEjectedNodeBackOnlyAfterProbeAnswers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	clock := useFakeClock(t)
+	var answers atomic.Bool // whether node-0 answers probes
+	probes := make(chan string, 100)
+	old := probeNode
+	probeNode = func(_ context.Context, sc balancer.SubConn, _ string) error {
+		probes <- sc.(*fakeSubConn).addr
+		if answers.Load() {
+			return nil
+		}
+		return errDeadline
+	}
+	t.Cleanup(func() { probeNode = old })
+
+	h := newHarness(t, `{"ejectionThreshold":1,"baseEjectionTime":"10ms","maxEjectionTime":"20ms"}`)
+	h.setNodes(0, 1)
+	p := h.cc.latest(t)
+	pickNode(ctx, t, p, 1).Done(balancer.DoneInfo{})
+	pickNode(ctx, t, p, 0).Done(balancer.DoneInfo{Err: errDeadline})
+	// Past the cool-down, with failing probes: still out.
+	for range 3 {
+		select {
+		case addr := <-probes:
+			if addr != testAddr(0) {
+				t.Fatalf("probed %s, want node-0", addr)
+			}
+		case <-ctx.Done():
+			t.Fatal("node-0 was never probed")
+		}
+	}
+	clock.advance(time.Minute)
+	for range 100 {
+		res, err := p.Pick(balancer.PickInfo{Ctx: ctx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pickedAddr(res) == testAddr(0) {
+			t.Fatal("suspended node-0 picked while its probes fail")
+		}
+		res.Done(balancer.DoneInfo{})
+	}
+	// It answers: back in rotation.
+	answers.Store(true)
+	for {
+		res, err := p.Pick(balancer.PickInfo{Ctx: ctx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Done(balancer.DoneInfo{})
+		if pickedAddr(res) == testAddr(0) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("node-0 not back after answering a probe")
+		}
+	}
 }

@@ -18,7 +18,7 @@ const (
 // lbConfig is the policy's config in the service config:
 //
 //	{"loadBalancingConfig":[{"random_hash":{
-//	    "ejectionThreshold": 3,        // consecutive UNAVAILABLE failures; 0 turns ejection off
+//	    "ejectionThreshold": 3,        // consecutive failures (UNAVAILABLE, or DEADLINE_EXCEEDED while others answer); 0: off
 //	    "baseEjectionTime": "1s",      // first cool-down; doubles while the node keeps failing
 //	    "maxEjectionTime": "30s",      // cap of the cool-down
 //	    "serviceHealthCheck": true     // also check the health name each node's record gives

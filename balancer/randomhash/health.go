@@ -68,27 +68,32 @@ func serviceHealthFor(addrs []grpcresolver.Address) (id, service string) {
 	}
 	h, ok := resolver.HealthCheckFromAddress(addrs[0])
 	if !ok {
-		return "", ""
+		// Another resolver's endpoint: known by its address (nodeID).
+		return addrs[0].Addr, ""
 	}
 	return h.NodeID, h.Service
 }
 
-// NewSubConn passes the SubConn through and, for a node whose service
-// health is checked, follows its connectivity: READY starts the watch,
-// anything else stops it.
+// NewSubConn passes the SubConn through and follows its connectivity: the
+// balancer keeps each node's READY SubConn (to probe a node suspended for
+// missing deadlines, see probe.go), and, for a node whose service health
+// is checked, READY starts the watch and anything else stops it.
 func (c interceptCC) NewSubConn(addrs []grpcresolver.Address, opts balancer.NewSubConnOptions) (balancer.SubConn, error) {
 	id, service := serviceHealthFor(addrs)
-	if id == "" || !c.b.cfg.Load().serviceHealth {
-		//lint:ignore SA1019 see below.
-		return c.ClientConn.NewSubConn(addrs, opts)
-	}
+	watch := service != "" && c.b.cfg.Load().serviceHealth
 	var sc balancer.SubConn
 	listener := opts.StateListener
 	opts.StateListener = func(s balancer.SubConnState) {
 		if s.ConnectivityState == connectivity.Ready {
-			c.b.watchServiceHealth(id, service, sc)
+			c.b.setReadySubConn(id, service, sc)
+			if watch {
+				c.b.watchServiceHealth(id, service, sc)
+			}
 		} else {
-			c.b.stopServiceHealth(id, sc)
+			c.b.clearReadySubConn(id, sc)
+			if watch {
+				c.b.stopServiceHealth(id, sc)
+			}
 		}
 		if listener != nil {
 			listener(s)

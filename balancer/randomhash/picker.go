@@ -92,12 +92,28 @@ func (b *rhBalancer) newPicker(states []endpointsharding.ChildState) *picker {
 	return p
 }
 
+// record counts an attempt's outcome for outlier ejection. UNAVAILABLE is
+// a failure of the node. DEADLINE_EXCEEDED is one too while another node
+// answers: a node that stopped answering without closing its connections
+// (a long GC pause, a SIGSTOP, packets dropped) fails only that way, and
+// without this every caller would end up waiting on it. When no other node
+// answers either, the deadline is the caller's (too short for the work),
+// not the node's. A cancelled call says nothing about the node.
 func record(o *outlier, cfg *lbConfig, di balancer.DoneInfo) {
-	if di.Err != nil && status.Code(di.Err) == codes.Unavailable {
-		o.failure(cfg)
-		return
+	switch status.Code(di.Err) {
+	case codes.OK:
+		o.success()
+	case codes.Unavailable:
+		o.failure(cfg, false)
+	case codes.DeadlineExceeded:
+		if o.b.othersAnswer(o, timeNow()) {
+			o.failure(cfg, true)
+		}
+	case codes.Canceled:
+	default:
+		// The node answered (with an application error): it is alive.
+		o.success()
 	}
-	o.success()
 }
 
 // Relaxation levels: a pick first looks for a node that matches the

@@ -2,8 +2,9 @@
 // policy, registered under [Name] ("random_hash"): each call goes to a node
 // chosen uniformly at random among the READY ones, or by rendezvous hash of
 // a key ([WithHashKey]); a retry avoids the nodes that already failed the
-// call; a node that keeps failing with UNAVAILABLE is ejected for a growing
-// cool-down; and calls can be restricted to nodes of a version or with a
+// call; a node that keeps failing with UNAVAILABLE, or keeps missing
+// deadlines while other nodes answer (a frozen process), is ejected for a
+// growing cool-down; and calls can be restricted to nodes of a version or with a
 // metadata label ([FilterVersion], [FilterMetadata]).
 //
 // # Using it
@@ -32,6 +33,7 @@
 package randomhash
 
 import (
+	"context"
 	"encoding/json"
 	"sync"
 	"sync/atomic"
@@ -70,7 +72,8 @@ func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfi
 }
 
 func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
-	b := &rhBalancer{cc: cc, outliers: map[string]*outlier{}, health: map[string]*nodeHealth{}}
+	b := &rhBalancer{cc: cc, outliers: map[string]*outlier{}, health: map[string]*nodeHealth{}, ready: map[string]readyConn{}}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.cfg.Store(mustDefaultConfig())
 	b.Balancer = endpointsharding.NewBalancer(interceptCC{ClientConn: cc, b: b}, opts,
 		balancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
@@ -98,9 +101,13 @@ type rhBalancer struct {
 	mu       sync.Mutex
 	outliers map[string]*outlier
 	health   map[string]*nodeHealth // by node id, while its SubConn is READY
+	ready    map[string]readyConn   // by node id, while its SubConn is READY
 	closed   bool
-	// wg counts the service health watches; Close waits for them, so that
-	// none touches the ClientConn after it.
+	// ctx ends with Close; probers (probe.go) stop on it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// wg counts the service health watches and the probers; Close waits
+	// for them, so that none touches the ClientConn after it.
 	wg  sync.WaitGroup
 	pub publisher
 	// ejected counts the ejected nodes of the resolver state, so that
@@ -128,6 +135,7 @@ func (b *rhBalancer) Close() {
 	b.pub.mu.Lock()
 	b.pub.set = false // no picker is published after Close
 	b.pub.mu.Unlock()
+	b.cancel()
 	b.stopAllServiceHealth()
 }
 
@@ -147,12 +155,31 @@ func (b *rhBalancer) pruneOutliers(eps []grpcresolver.Endpoint) {
 	}
 }
 
+// answerWindow is how recent another node's answer must be for a deadline
+// on this one to count against it.
+const answerWindow = 5 * time.Second
+
+// othersAnswer reports whether a node other than o answered a call in the
+// last answerWindow. It takes b.mu, which only calls that missed their
+// deadline pay.
+func (b *rhBalancer) othersAnswer(o *outlier, now time.Time) bool {
+	since := now.Add(-answerWindow).UnixNano()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, other := range b.outliers {
+		if other != o && other.lastAnswer.Load() >= since {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *rhBalancer) outlierFor(id string) *outlier {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	o, ok := b.outliers[id]
 	if !ok {
-		o = &outlier{b: b}
+		o = &outlier{b: b, id: id}
 		b.outliers[id] = o
 	}
 	return o
@@ -214,14 +241,19 @@ func nodeID(ep grpcresolver.Endpoint) string {
 	return ""
 }
 
-// outlier counts one node's consecutive UNAVAILABLE failures and its
+// outlier counts one node's consecutive failures (see record) and its
 // ejection. Every field is atomic: picks and their Done callbacks run
 // concurrently, from the current picker and from older ones, and take no
 // lock.
 type outlier struct {
 	b           *rhBalancer
+	id          string
 	consecutive atomic.Uint32
 	ejections   atomic.Uint32 // ejections in a row, for the growing cool-down
+	lastAnswer  atomic.Int64  // unix nanoseconds of the node's last answer
+	// suspended keeps the node ejected past its cool-down until a probe
+	// gets an answer from it (probe.go): set when it missed deadlines.
+	suspended atomic.Bool
 	// state is the ejection's end in unix nanoseconds (0 when never
 	// ejected), rounded up to a multiple of 4 so that its two low bits hold
 	// the flags below. One word, so that every change of whether b.ejected
@@ -247,6 +279,9 @@ const (
 func roundUntil(ns int64) int64 { return (ns + stFlags) &^ stFlags }
 
 func (o *outlier) isEjected(now time.Time) bool {
+	if o.suspended.Load() {
+		return true
+	}
 	w := o.state.Load()
 	until := w &^ stFlags
 	if until == 0 {
@@ -266,13 +301,16 @@ func (o *outlier) isEjected(now time.Time) bool {
 }
 
 func (o *outlier) success() {
+	o.lastAnswer.Store(timeNow().UnixNano())
 	o.consecutive.Store(0)
 	if o.state.Load()&^stFlags != 0 && !o.isEjected(timeNow()) {
 		o.ejections.Store(0)
 	}
 }
 
-func (o *outlier) failure(cfg *lbConfig) {
+// failure counts a failed attempt; deadline says it missed its deadline
+// (see record), which, when it ejects the node, also suspends it.
+func (o *outlier) failure(cfg *lbConfig, deadline bool) {
 	if cfg.threshold == 0 {
 		return
 	}
@@ -291,6 +329,9 @@ func (o *outlier) failure(cfg *lbConfig) {
 	until := roundUntil(timeNow().Add(d).UnixNano())
 	o.consecutive.Store(0)
 	o.eject(until)
+	if deadline {
+		o.b.suspend(o.id, o)
+	}
 }
 
 // eject stores an ejection ending at until (a multiple of 4) and counts the

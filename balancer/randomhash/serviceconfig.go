@@ -63,9 +63,10 @@ func WithHealthCheck(service string) ConfigOption {
 // WithoutHealthCheck turns client-side health checking off.
 func WithoutHealthCheck() ConfigOption { return func(o *scOptions) { o.healthService = nil } }
 
-// WithEjection sets outlier ejection: after threshold consecutive
-// UNAVAILABLE failures a node is left out for base, doubling up to
-// maxEjection while it keeps failing; threshold 0 turns it off.
+// WithEjection sets outlier ejection: after threshold consecutive failures
+// (UNAVAILABLE, or DEADLINE_EXCEEDED while another node answers) a node is
+// left out for base, doubling up to maxEjection while it keeps failing;
+// threshold 0 turns it off.
 func WithEjection(threshold uint32, base, maxEjection time.Duration) ConfigOption {
 	return func(o *scOptions) {
 		o.lb["ejectionThreshold"] = threshold
