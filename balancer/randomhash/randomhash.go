@@ -314,6 +314,12 @@ func (o *outlier) failure(cfg *lbConfig, deadline bool) {
 	if cfg.threshold == 0 {
 		return
 	}
+	if o.isEjected(timeNow()) {
+		// A call picked before the ejection, failing now: it says nothing
+		// new, and must not lengthen the cool-down (eight callers stuck on
+		// a frozen node would otherwise push it to the maximum at once).
+		return
+	}
 	n := o.consecutive.Add(1)
 	// After a first ejection a single further failure ejects again, for
 	// longer: the node has not answered well since.
