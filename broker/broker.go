@@ -130,8 +130,6 @@ type Broker interface {
 	Publish(ctx context.Context, topic string, m *Message, opts ...PublishOption) error
 	// Subscribe calls h for each message published to topic.
 	Subscribe(topic string, h Handler, opts ...SubscribeOption) (Subscriber, error)
-	// Address is where the broker can be reached, or "".
-	Address() string
 	// String names the implementation ("http", "nats", "jetstream", "memory").
 	String() string
 }

@@ -73,7 +73,7 @@ type httpBroker struct {
 	closed    bool
 	lis       net.Listener
 	server    *http.Server
-	address   string // advertised
+	address   string // advertised in the registry nodes of our subscriptions
 	subs      map[string]*subscription
 	topics    map[string]*topicCache
 	peers     map[string]*peer     // other processes we deliver to, by URL
@@ -86,12 +86,6 @@ type httpBroker struct {
 }
 
 func (b *httpBroker) String() string { return Name }
-
-func (b *httpBroker) Address() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.address
-}
 
 func (b *httpBroker) Connect(ctx context.Context) error {
 	b.mu.Lock()

@@ -14,8 +14,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/microgrpc/microgrpc/broker"
+	"github.com/microgrpc/microgrpc/broker/brokertest"
 	httpbroker "github.com/microgrpc/microgrpc/broker/http"
-	"github.com/microgrpc/microgrpc/broker/internal/brokertest"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )

@@ -99,15 +99,6 @@ type streamState struct {
 
 func (b *jsBroker) String() string { return Name }
 
-func (b *jsBroker) Address() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.nc == nil {
-		return ""
-	}
-	return b.nc.ConnectedUrlRedacted()
-}
-
 func (o *options) validate() error {
 	switch {
 	case o.ackWait <= 0:

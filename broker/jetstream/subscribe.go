@@ -121,7 +121,10 @@ func (b *jsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Subs
 
 // Unsubscribe stops taking messages and waits, within ctx, for those being
 // handled; what is not handled stays in the stream (a durable consumer
-// resumes there).
+// resumes there). When ctx ends first, the handlers still running see
+// their context end and Unsubscribe returns without them (a handler that
+// ignores its context must not hold up the caller's shutdown); what they
+// leave unacknowledged comes again after the ack wait.
 func (s *subscription) Unsubscribe(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
@@ -141,7 +144,6 @@ func (s *subscription) Unsubscribe(ctx context.Context) error {
 		case <-done:
 		case <-ctx.Done():
 			s.cancel() // handlers see their context end
-			<-done
 			err = errors.Join(err, fmt.Errorf("jetstream broker: unsubscribe %q: handlers still running: %w", s.topic, ctx.Err()))
 		}
 		s.cancel()

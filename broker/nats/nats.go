@@ -107,15 +107,6 @@ type natsBroker struct {
 
 func (b *natsBroker) String() string { return Name }
 
-func (b *natsBroker) Address() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.nc == nil {
-		return ""
-	}
-	return b.nc.ConnectedUrlRedacted()
-}
-
 func (b *natsBroker) Connect(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
