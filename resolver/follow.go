@@ -182,11 +182,9 @@ func (f *Follower) run(ctx context.Context) {
 func (f *Follower) watchOnce(ctx context.Context, healthy func()) error {
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	// Watch before listing: an event that races with the list is then
-	// applied again, which is harmless, instead of being lost.
-	w, err := f.reg.Watch(wctx, WatchService(f.service))
+	svcs, w, err := f.listWatch(wctx)
 	if err != nil {
-		return fmt.Errorf("watch: %w", err)
+		return err
 	}
 	defer w.Stop()
 	events := make(chan *Event)
@@ -208,12 +206,6 @@ func (f *Follower) watchOnce(ctx context.Context, healthy func()) error {
 		}
 	}()
 
-	lctx, lcancel := context.WithTimeout(ctx, listTimeout)
-	svcs, err := f.reg.GetService(lctx, f.service)
-	lcancel()
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("get service: %w", err)
-	}
 	f.mu.Lock()
 	clear(f.nodes)
 	for _, s := range svcs {
@@ -248,6 +240,33 @@ func (f *Follower) watchOnce(ctx context.Context, healthy func()) error {
 			f.signal()
 		}
 	}
+}
+
+// listWatch lists the service and watches it from there: in one read when
+// the registry is a ListWatcher, else by Watch then GetService. Watching
+// before listing means an event that races with the list is applied
+// again, which is harmless, instead of being lost.
+func (f *Follower) listWatch(ctx context.Context) ([]*Service, Watcher, error) {
+	lctx, lcancel := context.WithTimeout(ctx, listTimeout)
+	defer lcancel()
+	if lw, ok := f.reg.(ListWatcher); ok {
+		// The watcher lives on ctx; only the listing is bounded.
+		svcs, w, err := lw.ListWatch(ctx, f.service)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list and watch: %w", err)
+		}
+		return svcs, w, nil
+	}
+	w, err := f.reg.Watch(ctx, WatchService(f.service))
+	if err != nil {
+		return nil, nil, fmt.Errorf("watch: %w", err)
+	}
+	svcs, err := f.reg.GetService(lctx, f.service)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		w.Stop()
+		return nil, nil, fmt.Errorf("get service: %w", err)
+	}
+	return svcs, w, nil
 }
 
 // listTimeout bounds one listing, so that a registry that never answers

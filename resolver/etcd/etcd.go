@@ -86,7 +86,10 @@ type Registry struct {
 	regs   map[string]*keeper // by key
 }
 
-var _ resolver.Registry = (*Registry)(nil)
+var (
+	_ resolver.Registry    = (*Registry)(nil)
+	_ resolver.ListWatcher = (*Registry)(nil)
+)
 
 // NewRegistry connects to etcd and returns a registry.
 func NewRegistry(opts ...Option) (*Registry, error) {

@@ -26,10 +26,30 @@ func (r *Registry) Watch(ctx context.Context, opts ...resolver.WatchOption) (res
 		}
 		prefix = r.serviceKey(o.Service)
 	}
+	w, _, err := r.watch(ctx, prefix)
+	return w, err
+}
+
+// ListWatch lists a service and watches it from that listing, with one
+// read of etcd (resolver.ListWatcher).
+func (r *Registry) ListWatch(ctx context.Context, name string) ([]*resolver.Service, resolver.Watcher, error) {
+	if err := resolver.ValidateName(name); err != nil {
+		return nil, nil, err
+	}
+	w, known, err := r.watch(ctx, r.serviceKey(name))
+	if err != nil {
+		return nil, nil, err
+	}
+	return resolver.GroupByVersion(known), w, nil // it copies them
+}
+
+// watch starts a watcher of prefix and returns it with what its first
+// listing found, one node per Service.
+func (r *Registry) watch(ctx context.Context, prefix string) (*watcher, []*resolver.Service, error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	r.wg.Add(1)
 	r.mu.Unlock()
@@ -46,7 +66,12 @@ func (r *Registry) Watch(ctx context.Context, opts ...resolver.WatchOption) (res
 		cancel()
 		stopOnClose()
 		r.wg.Done()
-		return nil, fmt.Errorf("etcd registry: watch %s in etcd at %s: %w", prefix, strings.Join(r.endpoints, ","), r.explain(err))
+		return nil, nil, fmt.Errorf("etcd registry: watch %s in etcd at %s: %w", prefix, strings.Join(r.endpoints, ","), r.explain(err))
+	}
+	// Taken before the run goroutine starts changing w.known.
+	known := make([]*resolver.Service, 0, len(w.known))
+	for _, s := range w.known {
+		known = append(known, s)
 	}
 	go func() {
 		defer r.wg.Done()
@@ -54,7 +79,7 @@ func (r *Registry) Watch(ctx context.Context, opts ...resolver.WatchOption) (res
 		defer stopOnClose()
 		w.run(rev)
 	}()
-	return w, nil
+	return w, known, nil
 }
 
 type watcher struct {
