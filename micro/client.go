@@ -12,7 +12,6 @@ import (
 
 	"github.com/microgrpc/microgrpc/balancer/randomhash"
 	"github.com/microgrpc/microgrpc/interceptors/timeout"
-	"github.com/microgrpc/microgrpc/interceptors/tracing"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -88,15 +87,8 @@ func (s *Service) dialOptions() []grpc.DialOption {
 		opts = append(opts, grpc.WithKeepaliveParams(s.opts.keepalive))
 	}
 	opts = append(opts, s.opts.dialOpts...)
-	if s.opts.tracing != nil {
-		opts = append(opts, tracing.DialOption(s.opts.tracing))
-	}
 	var unary []grpc.UnaryClientInterceptor
 	var stream []grpc.StreamClientInterceptor
-	if s.metrics != nil {
-		unary = append(unary, s.metrics.UnaryClientInterceptor())
-		stream = append(stream, s.metrics.StreamClientInterceptor())
-	}
 	if s.opts.requestTimeout > 0 {
 		unary = append(unary, timeout.UnaryClientInterceptor(s.opts.requestTimeout))
 		stream = append(stream, timeout.StreamClientInterceptor(s.opts.requestTimeout))

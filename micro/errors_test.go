@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -53,22 +52,10 @@ func TestRegistryAndBrokerErrorsAreReturned(t *testing.T) {
 	}
 }
 
-// refusingRegisterer is a Prometheus registry that takes no collector.
-type refusingRegisterer struct{ prometheus.Registerer }
-
-func (refusingRegisterer) Register(prometheus.Collector) error { return errors.New("refused by test") }
-func (r refusingRegisterer) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := r.Register(c); err != nil {
-			panic(err)
-		}
-	}
-}
-
 // An option that fails in NewService is reported by Init, the first call
 // a program makes after it, and by Conn, not only by Run.
 func TestOptionErrorReportedByInitAndConn(t *testing.T) {
-	svc := micro.NewService(micro.WithName("c"), micro.WithRegistry(memory.NewRegistry()), micro.WithMetrics(refusingRegisterer{}))
+	svc := micro.NewService(micro.WithName("c"), micro.WithRegistry(memory.NewRegistry()), micro.FailingOption(errors.New("refused by test")))
 	defer svc.Close()
 	if err := svc.Init(micro.WithArgs([]string{}), micro.WithEnv(env(nil))); err == nil || !strings.Contains(err.Error(), "refused by test") {
 		t.Fatalf("Init = %v, want the metrics error", err)
@@ -95,13 +82,13 @@ func TestWithGRPCServerConflicts(t *testing.T) {
 	svc := micro.NewService(micro.WithName("c"), micro.WithRegistry(memory.NewRegistry()), micro.WithGRPCServer(existing),
 		micro.WithUnaryServerInterceptors(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			return h(ctx, req)
-		}), micro.WithMetrics(prometheus.NewRegistry()))
+		}), micro.WithGRPCServerOptions(grpc.MaxRecvMsgSize(1<<20)))
 	defer svc.Close()
 	err := svc.Init(micro.WithArgs([]string{}), micro.WithEnv(env(nil)))
 	if !errors.Is(err, micro.ErrConflictingOptions) {
 		t.Fatalf("Init = %v, want ErrConflictingOptions", err)
 	}
-	for _, want := range []string{"WithGRPCServer", "WithUnaryServerInterceptors", "WithMetrics"} {
+	for _, want := range []string{"WithGRPCServer", "WithUnaryServerInterceptors", "WithGRPCServerOptions"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

@@ -7,8 +7,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -51,8 +49,6 @@ type options struct {
 	brokerName             string
 	brokerAddrs            []string
 	subscriberInterceptors []interceptors.SubscriberInterceptor
-	metrics                prometheus.Registerer
-	tracing                trace.TracerProvider
 	registryAddrs          []string
 	registerTTL            time.Duration
 	registerInterval       time.Duration
@@ -79,6 +75,7 @@ type options struct {
 	retries                *int // nil: the balancer's default
 	mdnsInterfaces         []string
 	keepalive              keepalive.ClientParameters
+	err                    error // from FailingOption
 	logger                 *slog.Logger
 }
 
@@ -177,14 +174,6 @@ func WithSubscriberInterceptors(i ...interceptors.SubscriberInterceptor) Option 
 	return func(o *options) { o.subscriberInterceptors = append(o.subscriberInterceptors, i...) }
 }
 
-// WithMetrics counts server and client calls in Prometheus (through
-// go-grpc-middleware's provider), registered with reg. Off by default.
-func WithMetrics(reg prometheus.Registerer) Option { return func(o *options) { o.metrics = reg } }
-
-// WithTracing traces server and client calls with OpenTelemetry (otelgrpc
-// stats handlers) using tp. Off by default.
-func WithTracing(tp trace.TracerProvider) Option { return func(o *options) { o.tracing = tp } }
-
 // WithRegisterTTL sets how long a registration lives without a heartbeat.
 func WithRegisterTTL(d time.Duration) Option { return func(o *options) { o.registerTTL = d } }
 
@@ -222,8 +211,9 @@ func WithGRPCServerOptions(opts ...grpc.ServerOption) Option {
 // and interceptors as they are: the service adds health, reflection (unless
 // already registered or turned off), registration, heartbeats and graceful
 // deregistration. A *grpc.Server takes its options when it is made, so
-// WithGRPCServerOptions, the server interceptor options, WithMetrics and
-// WithTracing cannot go with it: NewService reports ErrConflictingOptions
+// WithGRPCServerOptions and the server interceptor options (so also
+// micro/metrics and micro/tracing) cannot go with it: NewService reports
+// ErrConflictingOptions
 // (through Init, Run and Conn) naming them. Strict codec negotiation is
 // not added to it either.
 func WithGRPCServer(s *grpc.Server) Option { return func(o *options) { o.grpcServer = s } }
@@ -305,6 +295,27 @@ func WithResolverGracePeriod(d time.Duration) Option {
 // Time below 10 s to 10 s. The servers called must accept the pings
 // (ServerKeepalive).
 func WithKeepalive(p keepalive.ClientParameters) Option { return func(o *options) { o.keepalive = p } }
+
+// Options combines opts into one option, applied in order: for packages
+// that add several settings at once (micro/metrics, micro/tracing).
+func Options(opts ...Option) Option {
+	return func(o *options) {
+		for _, opt := range opts {
+			opt(o)
+		}
+	}
+}
+
+// FailingOption is an option that makes the service fail with err: Init,
+// Run and Conn return it. It is for packages whose options are built from
+// something that can fail.
+func FailingOption(err error) Option {
+	return func(o *options) {
+		if o.err == nil {
+			o.err = err
+		}
+	}
+}
 
 // WithRequestTimeout sets the default timeout of calls made through Dial
 // that have no earlier deadline (zero: none, the default).

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/microgrpc/microgrpc/interceptors/tracing"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
@@ -22,15 +21,7 @@ func (s *Service) serverOptions() []grpc.ServerOption {
 		opts = append(opts, strictCodecOption())
 	}
 	opts = append(opts, s.opts.serverOpts...)
-	if s.opts.tracing != nil {
-		opts = append(opts, tracing.ServerOption(s.opts.tracing))
-	}
 	unary, stream := s.opts.unaryServer, s.opts.streamServer
-	if s.metrics != nil {
-		// Outermost: count every call, also those a wrapper refuses.
-		unary = append([]grpc.UnaryServerInterceptor{s.metrics.UnaryServerInterceptor()}, unary...)
-		stream = append([]grpc.StreamServerInterceptor{s.metrics.StreamServerInterceptor()}, stream...)
-	}
 	if len(unary) > 0 {
 		opts = append(opts, grpc.ChainUnaryInterceptor(unary...))
 	}

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/microgrpc/microgrpc/broker"
-	"github.com/microgrpc/microgrpc/interceptors/metrics"
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/plugins/builtin"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -41,17 +40,11 @@ func conflicts(o *options) error {
 	if len(o.streamServer) > 0 {
 		with = append(with, "WithStreamServerInterceptors")
 	}
-	if o.metrics != nil {
-		with = append(with, "WithMetrics")
-	}
-	if o.tracing != nil {
-		with = append(with, "WithTracing")
-	}
 	if len(with) == 0 {
 		return nil
 	}
 	return fmt.Errorf("%w: WithGRPCServer and %s: a *grpc.Server takes its options, interceptors and stats handlers "+
-		"when it is made, so give them to grpc.NewServer (metrics.New(reg).UnaryServerInterceptor(), tracing.ServerOption(tp))",
+		"when it is made, so give them to grpc.NewServer (micro/metrics and micro/tracing add server interceptors and options too)",
 		ErrConflictingOptions, strings.Join(with, ", "))
 }
 
@@ -84,7 +77,6 @@ type Service struct {
 	// (guarded by mu): RegisterSubscriber subscribes at once only in
 	// subsStarted, so each subscription is started exactly once.
 	subsState subsState
-	metrics   *metrics.Metrics
 	optErr    error // an option that failed in NewService
 
 	running  bool
@@ -99,7 +91,7 @@ type Service struct {
 
 // NewService returns a service configured by opts. Nothing is started:
 // register handlers on Server(), then call Run. An option that fails here
-// (WithMetrics on a registry that refuses the collectors) is reported by
+// (micro/metrics on a registry that refuses the collectors) is reported by
 // the first of Init, Run, Conn or Dial the program calls; an invalid name
 // or TTL by Run.
 func NewService(opts ...Option) *Service {
@@ -110,14 +102,9 @@ func NewService(opts ...Option) *Service {
 	s := &Service{opts: o, conns: map[string]*grpc.ClientConn{}, metaWake: make(chan struct{}, 1)}
 	s.reg = o.registry
 	s.brk = o.broker
-	s.optErr = conflicts(&o)
-	if o.metrics != nil && s.optErr == nil {
-		m, err := metrics.New(o.metrics)
-		if err != nil {
-			s.optErr = fmt.Errorf("micro: metrics: %w", err)
-		} else {
-			s.metrics = m
-		}
+	s.optErr = o.err
+	if s.optErr == nil {
+		s.optErr = conflicts(&o)
 	}
 	s.server = o.grpcServer
 	if s.server == nil {

@@ -6,10 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 
 	"github.com/microgrpc/microgrpc/micro"
@@ -47,54 +43,5 @@ func TestWrapperOrder(t *testing.T) {
 	}
 	if got := strings.Join(trace, " "); got != "client-1 client-2 server-1 server-2 server-3" {
 		t.Fatalf("order %s", got)
-	}
-}
-
-func TestWithMetricsCountsCalls(t *testing.T) {
-	promReg := prometheus.NewRegistry()
-	reg := memory.NewRegistry()
-	startService(t, reg, "greeter", micro.WithMetrics(promReg))
-	c := newClient(t, reg, micro.WithMetrics(promReg)) // shares the collectors
-	for range 2 {
-		if _, err := pb.NewGreeterClient(c.Dial("greeter")).Hello(testCtx(t), &pb.Request{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := `
-# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.
-# TYPE grpc_server_handled_total counter
-grpc_server_handled_total{grpc_code="OK",grpc_method="Hello",grpc_service="greeter.Greeter",grpc_type="unary"} 2
-`
-	if err := testutil.GatherAndCompare(promReg, strings.NewReader(want), "grpc_server_handled_total"); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestWithTracingRecordsSpans(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	defer tp.Shutdown(context.Background())
-	reg := memory.NewRegistry()
-	startService(t, reg, "greeter", micro.WithTracing(tp))
-	c := newClient(t, reg, micro.WithTracing(tp))
-	if _, err := pb.NewGreeterClient(c.Dial("greeter")).Hello(testCtx(t), &pb.Request{}); err != nil {
-		t.Fatal(err)
-	}
-	var server, client bool
-	var traceIDs []string
-	for _, s := range rec.Ended() {
-		if s.Name() != "greeter.Greeter/Hello" {
-			continue
-		}
-		traceIDs = append(traceIDs, s.SpanContext().TraceID().String())
-		switch s.SpanKind().String() {
-		case "server":
-			server = true
-		case "client":
-			client = true
-		}
-	}
-	if !server || !client || len(traceIDs) < 2 || traceIDs[0] != traceIDs[1] {
-		t.Fatalf("spans: server %v client %v traces %v; want both sides in one trace", server, client, traceIDs)
 	}
 }

@@ -41,8 +41,11 @@ type BrokerFactory func(addrs []string, reg resolver.Registry) (broker.Broker, e
 
 type table[F any] struct {
 	kind string
-	mu   sync.RWMutex
-	m    map[string]F
+	// hints name the package that registers a plugin of this module that
+	// a program may not have linked.
+	hints map[string]string
+	mu    sync.RWMutex
+	m     map[string]F
 }
 
 func (t *table[F]) register(name string, f F) {
@@ -63,7 +66,11 @@ func (t *table[F]) get(name string) (F, error) {
 	f, ok := t.m[name]
 	if !ok {
 		var zero F
-		return zero, fmt.Errorf("%w: no %s plugin named %q (known: %s)", ErrUnknownPlugin, t.kind, name, strings.Join(t.namesLocked(), ", "))
+		hint := ""
+		if pkg, ok := t.hints[name]; ok {
+			hint = fmt.Sprintf("; %q is in %s: add import _ %q to the program", name, pkg, pkg)
+		}
+		return zero, fmt.Errorf("%w: no %s plugin named %q (known: %s)%s", ErrUnknownPlugin, t.kind, name, strings.Join(t.namesLocked(), ", "), hint)
 	}
 	return f, nil
 }
@@ -78,8 +85,10 @@ func (t *table[F]) names() []string {
 func (t *table[F]) namesLocked() []string { return slices.Sorted(maps.Keys(t.m)) }
 
 var (
-	registries = &table[RegistryFactory]{kind: "registry", m: map[string]RegistryFactory{}}
-	brokers    = &table[BrokerFactory]{kind: "broker", m: map[string]BrokerFactory{}}
+	registries = &table[RegistryFactory]{kind: "registry", m: map[string]RegistryFactory{},
+		hints: map[string]string{"etcd": "github.com/microgrpc/microgrpc/plugins/etcd"}}
+	brokers = &table[BrokerFactory]{kind: "broker", m: map[string]BrokerFactory{},
+		hints: map[string]string{"nats": "github.com/microgrpc/microgrpc/plugins/nats", "jetstream": "github.com/microgrpc/microgrpc/plugins/nats"}}
 )
 
 // RegisterRegistry adds a registry plugin under name.

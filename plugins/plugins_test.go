@@ -8,7 +8,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/microgrpc/microgrpc/plugins"
-	_ "github.com/microgrpc/microgrpc/plugins/builtin"
+	_ "github.com/microgrpc/microgrpc/plugins/all"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 

@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/microgrpc/microgrpc/micro"
+	_ "github.com/microgrpc/microgrpc/plugins/all" // --registry=etcd, --broker=nats, ... by flag
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 )
 

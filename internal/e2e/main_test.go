@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	_ "github.com/microgrpc/microgrpc/plugins/etcd" // the nodes use --registry=etcd
 )
 
 func TestMain(m *testing.M) {

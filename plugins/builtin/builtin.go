@@ -1,28 +1,27 @@
-// Package builtin registers microgrpc's own implementations with package
-// plugins: registries mdns, etcd and memory; brokers http, nats, jetstream
-// and memory.
-// Package micro imports it, so `--registry=etcd` works out of the box, as
-// go-micro promised; programs that do not use micro import only what they
-// need.
+// Package builtin registers the implementations every micro service has
+// with package plugins: registries mdns (the default) and memory, brokers
+// http (the default) and memory. Package micro imports it.
+//
+// The others are a blank import away, so that a service pays (binary
+// size, memory at start) only for what it can use: plugins/etcd adds
+// --registry=etcd, plugins/nats adds --broker=nats and --broker=jetstream,
+// and plugins/all adds every one.
 package builtin
 
 import (
 	"errors"
-	"os"
 
 	"github.com/microgrpc/microgrpc/broker"
 	httpbroker "github.com/microgrpc/microgrpc/broker/http"
-	jsbroker "github.com/microgrpc/microgrpc/broker/jetstream"
 	memorybroker "github.com/microgrpc/microgrpc/broker/memory"
-	natsbroker "github.com/microgrpc/microgrpc/broker/nats"
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/resolver"
-	"github.com/microgrpc/microgrpc/resolver/etcd"
 	"github.com/microgrpc/microgrpc/resolver/mdns"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
 
-// The names of the built-in plugins.
+// The names of the built-in plugins (etcd, nats and jetstream are
+// registered by plugins/etcd and plugins/nats).
 const (
 	RegistryMemory  = "memory"
 	RegistryMDNS    = "mdns"
@@ -51,30 +50,6 @@ func init() {
 		}
 		return httpbroker.NewBroker(opts...), nil
 	})
-	// nats: the addresses are server URLs; none means
-	// $MICRO_BROKER_ADDRESS or nats://127.0.0.1:4222.
-	plugins.RegisterBroker(BrokerNATS, func(addrs []string, _ resolver.Registry) (broker.Broker, error) {
-		if len(addrs) == 0 {
-			addrs = natsbroker.URLsFromEnv(os.LookupEnv)
-		}
-		var opts []natsbroker.Option
-		if len(addrs) > 0 {
-			opts = append(opts, natsbroker.WithURLs(addrs...))
-		}
-		return natsbroker.NewBroker(opts...), nil
-	})
-	// jetstream: NATS JetStream, durable; the addresses are server URLs,
-	// as for nats.
-	plugins.RegisterBroker(BrokerJetStream, func(addrs []string, _ resolver.Registry) (broker.Broker, error) {
-		if len(addrs) == 0 {
-			addrs = natsbroker.URLsFromEnv(os.LookupEnv)
-		}
-		var opts []jsbroker.Option
-		if len(addrs) > 0 {
-			opts = append(opts, jsbroker.WithURLs(addrs...))
-		}
-		return jsbroker.NewBroker(opts...), nil
-	})
 	// memory: in-process; each service gets its own unless one is shared
 	// with micro.WithBroker.
 	plugins.RegisterBroker(BrokerMemory, func([]string, resolver.Registry) (broker.Broker, error) {
@@ -89,10 +64,5 @@ func init() {
 	// $MICRO_MDNS_INTERFACES or every up, multicast-capable interface.
 	plugins.RegisterRegistry(RegistryMDNS, func(addrs []string) (resolver.Registry, error) {
 		return mdns.NewRegistry(mdns.WithInterfaces(addrs...))
-	})
-	// etcd: the addresses are its endpoints; none means
-	// $MICRO_REGISTRY_ADDRESS or 127.0.0.1:2379.
-	plugins.RegisterRegistry(RegistryEtcd, func(addrs []string) (resolver.Registry, error) {
-		return etcd.NewRegistry(etcd.WithEndpoints(addrs...))
 	})
 }

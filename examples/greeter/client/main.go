@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/microgrpc/microgrpc/micro"
+	_ "github.com/microgrpc/microgrpc/plugins/all" // --registry=etcd, --broker=nats, ... by flag
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 )
 

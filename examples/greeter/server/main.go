@@ -11,6 +11,7 @@ import (
 
 	"github.com/microgrpc/microgrpc/examples/greeter/handler"
 	"github.com/microgrpc/microgrpc/micro"
+	_ "github.com/microgrpc/microgrpc/plugins/all" // --registry=etcd, --broker=nats, ... by flag
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 )
 

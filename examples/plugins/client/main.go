@@ -13,6 +13,7 @@ import (
 
 	_ "github.com/microgrpc/microgrpc/examples/plugins/fileregistry"
 	"github.com/microgrpc/microgrpc/micro"
+	_ "github.com/microgrpc/microgrpc/plugins/all" // --registry=etcd, --broker=nats, ... by flag
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 )
 

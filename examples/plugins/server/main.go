@@ -11,6 +11,7 @@ import (
 	// One blank import adds the plugin; --registry=file selects it.
 	_ "github.com/microgrpc/microgrpc/examples/plugins/fileregistry"
 	"github.com/microgrpc/microgrpc/micro"
+	_ "github.com/microgrpc/microgrpc/plugins/all" // --registry=etcd, --broker=nats, ... by flag
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 )
 
