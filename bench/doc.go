@@ -1,6 +1,15 @@
 // Package bench holds microgrpc's cross-cutting benchmarks: a call through
 // micro.Service.Dial against the same call made with grpc-go alone, in the
-// same process and the same run, so that the ratio survives a noisy machine.
+// same run, so that the ratio survives a noisy machine.
 //
-//	go test -run '^$' -bench . -benchmem ./bench
+// BenchmarkCrossProcess measures it the way users run it: each server a
+// program of its own (internal/rawserver, internal/microserver), the
+// callers in the benchmark process, rounds interleaved, CPU of both
+// processes and the servers' peak RSS reported, medians with their spread:
+//
+//	go test -run '^$' -bench CrossProcess -benchtime 9x ./bench
+//
+// BenchmarkHello and BenchmarkHelloRatio run both sides in one process:
+//
+//	go test -run '^$' -bench Hello -benchmem ./bench
 package bench

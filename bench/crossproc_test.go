@@ -1,0 +1,252 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/microgrpc/microgrpc/micro"
+	pb "github.com/microgrpc/microgrpc/proto/greeter"
+	"github.com/microgrpc/microgrpc/resolver"
+	"github.com/microgrpc/microgrpc/resolver/memory"
+)
+
+// buildServers builds the two server programs once per run.
+var buildServers = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "microgrpc-bench-")
+	if err != nil {
+		return "", err
+	}
+	for _, p := range []string{"rawserver", "microserver"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", dir+"/"+p, "./internal/"+p).CombinedOutput()
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("go build %s: %v\n%s", p, err, out)
+		}
+	}
+	return dir, nil
+})
+
+// child is a server process.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	addr  string
+}
+
+func startServer(b *testing.B, kind string) *child {
+	b.Helper()
+	dir, err := buildServers()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(dir + "/" + kind + "server")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	c := &child{cmd: cmd, stdin: stdin}
+	b.Cleanup(func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("%s server: %v", kind, err)
+	}
+	c.addr = strings.TrimSpace(line)
+	go io.Copy(io.Discard, stdout)
+	return c
+}
+
+// cpu returns the process's user+system CPU time from /proc.
+func (c *child) cpu(b *testing.B) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // clock ticks (USER_HZ = 100)
+}
+
+// peakRSS returns the process's peak resident set (VmHWM) in bytes.
+func (c *child) peakRSS(b *testing.B) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb * 1024
+		}
+	}
+	b.Fatal("no VmHWM")
+	return 0
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// side is one way to call: a client and the server process behind it.
+type side struct {
+	name   string
+	client pb.GreeterClient
+	server *child
+	// per round
+	rates, cpus []float64
+}
+
+// round makes calls for d with conc callers and records calls/s and CPU
+// (client and server process together) per call.
+func (s *side) round(b *testing.B, conc int, d time.Duration) {
+	req := &pb.Request{Name: "John"}
+	cpu0, scpu0 := selfCPU(), s.server.cpu(b)
+	stop := time.Now().Add(d)
+	var mu sync.Mutex
+	calls := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Go(func() {
+			n := 0
+			for time.Now().Before(stop) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := s.client.Hello(ctx, req)
+				cancel()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				n++
+			}
+			mu.Lock()
+			calls += n
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	cpu := (selfCPU() - cpu0) + (s.server.cpu(b) - scpu0)
+	s.rates = append(s.rates, float64(calls)/took.Seconds())
+	s.cpus = append(s.cpus, float64(cpu.Microseconds())/float64(calls))
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// BenchmarkCrossProcess is the way users run microgrpc: the greeter
+// server in a process of its own, built as its own program (raw grpc-go:
+// internal/rawserver, and a micro.Service with its defaults:
+// internal/microserver), called over loopback from this process (raw grpc-go's
+// client, and svc.Dial) with 1 and 64 concurrent callers. Raw and micro
+// rounds interleave, one second each, rounds times (-benchtime=Nx sets
+// the rounds; at least 5). It reports the medians of calls/s and of CPU
+// per call (client and server process together, from rusage and /proc),
+// their micro/raw ratios with the spread of the per-round ratios, and the
+// servers' peak RSS.
+//
+//	go test -run '^$' -bench CrossProcess -benchtime 7x ./bench
+func BenchmarkCrossProcess(b *testing.B) {
+	rawSrv, microSrv := startServer(b, "raw"), startServer(b, "micro")
+	rawCC, err := grpc.NewClient("passthrough:///"+rawSrv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rawCC.Close()
+	// The micro client finds the server process through a registry of its
+	// own that holds the server's node, as if it had registered there.
+	reg := memory.NewRegistry()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := reg.Register(ctx, &resolver.Service{Name: "greeter",
+		Nodes: []resolver.Node{{ID: "micro", Address: microSrv.addr, HealthService: "greeter"}}}); err != nil {
+		b.Fatal(err)
+	}
+	client := micro.NewService(micro.WithName("bench-client"), micro.WithRegistry(reg), micro.WithLogger(slog.New(slog.DiscardHandler)))
+	defer client.Close()
+	for _, conc := range []int{1, 64} {
+		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
+			raw := &side{name: "raw", client: pb.NewGreeterClient(rawCC), server: rawSrv}
+			mic := &side{name: "micro", client: pb.NewGreeterClient(client.Dial("greeter")), server: microSrv}
+			for _, s := range []*side{raw, mic} { // warm: connections, first calls
+				s.round(b, conc, 200*time.Millisecond)
+				s.rates, s.cpus = nil, nil
+			}
+			rounds := 0
+			for b.Loop() {
+				rounds++
+			}
+			rounds = max(rounds, 5)
+			b.StopTimer()
+			var rateRatios, cpuRatios []float64
+			for i := range rounds {
+				order := []*side{raw, mic}
+				if i%2 == 1 {
+					order = []*side{mic, raw}
+				}
+				for _, s := range order {
+					s.round(b, conc, time.Second)
+				}
+				rateRatios = append(rateRatios, mic.rates[i]/raw.rates[i])
+				cpuRatios = append(cpuRatios, mic.cpus[i]/raw.cpus[i])
+			}
+			b.ReportMetric(median(raw.rates), "raw-calls/s")
+			b.ReportMetric(median(mic.rates), "micro-calls/s")
+			b.ReportMetric(median(raw.cpus), "raw-cpu-µs/call")
+			b.ReportMetric(median(mic.cpus), "micro-cpu-µs/call")
+			b.ReportMetric(median(rateRatios), "calls-micro/raw")
+			b.ReportMetric(median(cpuRatios), "cpu-micro/raw")
+			b.ReportMetric(rawSrv.peakRSS(b)/(1<<20), "raw-server-peak-MiB")
+			b.ReportMetric(microSrv.peakRSS(b)/(1<<20), "micro-server-peak-MiB")
+			slices.Sort(rateRatios)
+			slices.Sort(cpuRatios)
+			fmt.Fprintf(os.Stderr, "c%d, %d rounds: calls micro/raw median %.3f (%.3f..%.3f), cpu/call micro/raw median %.3f (%.3f..%.3f); server peak RSS raw %.1f MiB, micro %.1f MiB (%.2fx)\n",
+				conc, rounds, median(rateRatios), rateRatios[0], rateRatios[len(rateRatios)-1],
+				median(cpuRatios), cpuRatios[0], cpuRatios[len(cpuRatios)-1],
+				rawSrv.peakRSS(b)/(1<<20), microSrv.peakRSS(b)/(1<<20), microSrv.peakRSS(b)/rawSrv.peakRSS(b))
+		})
+	}
+}

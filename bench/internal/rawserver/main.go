@@ -1,0 +1,30 @@
+// Command rawserver is the greeter on grpc-go alone, the baseline of
+// bench.BenchmarkCrossProcess: it listens on 127.0.0.1, prints its address
+// and serves until its standard input closes.
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"google.golang.org/grpc"
+
+	"github.com/microgrpc/microgrpc/internal/greetertest"
+	pb "github.com/microgrpc/microgrpc/proto/greeter"
+)
+
+func main() {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	s := grpc.NewServer()
+	pb.RegisterGreeterServer(s, &greetertest.Server{Node: "raw"})
+	go s.Serve(lis)
+	fmt.Println(lis.Addr())
+	io.Copy(io.Discard, os.Stdin)
+	s.Stop()
+}
