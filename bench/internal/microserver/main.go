@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 
 	"github.com/microgrpc/microgrpc/internal/greetertest"
 	"github.com/microgrpc/microgrpc/micro"
@@ -19,6 +20,17 @@ import (
 )
 
 func main() {
+	// MICROGRPC_BENCH_CPUPROFILE names a file for a CPU profile of the
+	// whole run, to see where a server spends its time under load.
+	if path := os.Getenv("MICROGRPC_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
@@ -31,6 +43,6 @@ func main() {
 	pb.RegisterGreeterServer(svc.Server(), &greetertest.Server{Node: "micro"})
 	if err := svc.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return
 	}
 }

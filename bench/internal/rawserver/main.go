@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/pprof"
 
 	"google.golang.org/grpc"
 
@@ -16,6 +17,17 @@ import (
 )
 
 func main() {
+	// MICROGRPC_BENCH_CPUPROFILE names a file for a CPU profile of the
+	// whole run, to see where a server spends its time under load.
+	if path := os.Getenv("MICROGRPC_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
