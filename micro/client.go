@@ -3,9 +3,11 @@ package micro
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	grpcresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
@@ -63,7 +65,11 @@ func (s *Service) Conn(name string) (*grpc.ClientConn, error) {
 			resolver.WithGracePeriod(s.opts.resolverGracePeriod),
 			resolver.WithLogger(s.opts.logger))
 	}
-	cc, err := grpc.NewClient(s.builder.Scheme()+":///"+name, s.dialOptions()...)
+	dopts, err := s.dialOptionsLocked()
+	if err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	cc, err := grpc.NewClient(s.builder.Scheme()+":///"+name, dopts...)
 	if err != nil {
 		return nil, fmt.Errorf("micro: dial %q: %w", name, err)
 	}
@@ -71,15 +77,23 @@ func (s *Service) Conn(name string) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
-// dialOptions are the options of every connection made by Conn. Insecure
-// credentials come first so that credentials in the user's dial options
-// replace them. Interceptors, outermost first: the request timeout (it
+// dialOptionsLocked are the options of every connection made by Conn.
+// Transport credentials (TLS with WithTLS, else insecure) come first so that
+// credentials in the user's dial options replace them. Caller must hold s.mu. Interceptors, outermost first: the request timeout (it
 // bounds the whole call, retries included), the user's wrappers, then the
 // balancer's, closest to the call so that it sees call options the
 // wrappers add.
-func (s *Service) dialOptions() []grpc.DialOption {
+func (s *Service) dialOptionsLocked() ([]grpc.DialOption, error) {
+	creds := insecure.NewCredentials()
+	src, err := s.tlsSourceLocked()
+	if err != nil {
+		return nil, err
+	}
+	if src != nil {
+		creds = credentials.NewTLS(src.ClientConfig("h2"))
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithResolvers(s.builder),
 		grpc.WithDefaultServiceConfig(s.serviceConfig()),
 	}
@@ -93,11 +107,16 @@ func (s *Service) dialOptions() []grpc.DialOption {
 		unary = append(unary, timeout.UnaryClientInterceptor(s.opts.requestTimeout))
 		stream = append(stream, timeout.StreamClientInterceptor(s.opts.requestTimeout))
 	}
+	if src == nil {
+		// Outermost: it sees the call's final error.
+		unary = append([]grpc.UnaryClientInterceptor{plaintextHintUnary}, unary...)
+		stream = append([]grpc.StreamClientInterceptor{plaintextHintStream}, stream...)
+	}
 	unary = append(unary, s.opts.unaryClient...)
 	unary = append(unary, randomhash.UnaryClientInterceptor())
 	stream = append(stream, s.opts.streamClient...)
 	stream = append(stream, randomhash.StreamClientInterceptor())
-	return append(opts, grpc.WithChainUnaryInterceptor(unary...), grpc.WithChainStreamInterceptor(stream...))
+	return append(opts, grpc.WithChainUnaryInterceptor(unary...), grpc.WithChainStreamInterceptor(stream...)), nil
 }
 
 // failingConn returns a connection on which every call fails with err. It
@@ -142,4 +161,24 @@ func (s *Service) failingConn(name string, err error) *grpc.ClientConn {
 	}
 	s.conns[key] = cc
 	return cc
+}
+
+// A plaintext client of a TLS server sees only "error reading server
+// preface: connection reset by peer" (the server drops what is not a TLS
+// handshake): the hint says what is most likely wrong.
+func plaintextHint(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "error reading server preface") {
+		return err
+	}
+	return status.Errorf(codes.Unavailable, "%s (the server may require TLS: give this service its CA with --tls_ca_file or micro.WithTLS)", st.Message())
+}
+
+func plaintextHintUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return plaintextHint(invoker(ctx, method, req, reply, cc, opts...))
+}
+
+func plaintextHintStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	return cs, plaintextHint(err)
 }

@@ -138,6 +138,22 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 			*d.dst = val
 		}
 	}
+	for _, f := range []struct {
+		set envconfig.Setting
+		dst *string
+	}{
+		{envconfig.TLSCertFile, &o.tls.CertFile},
+		{envconfig.TLSKeyFile, &o.tls.KeyFile},
+		{envconfig.TLSCAFile, &o.tls.CAFile},
+	} {
+		if val, ok := v[f.set]; ok {
+			if s.server != nil && s.opts.grpcServer == nil {
+				return fmt.Errorf("micro: init: -%s given after Server() made the gRPC server: call Init first", f.set.Flag)
+			}
+			*f.dst = val
+			s.tlsSrc, s.tlsErr = nil, nil
+		}
+	}
 	if _, ok := v[envconfig.MDNSInterfaces]; ok {
 		o.mdnsInterfaces = v.List(envconfig.MDNSInterfaces)
 	}

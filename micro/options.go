@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/microgrpc/microgrpc/broker"
+	"github.com/microgrpc/microgrpc/internal/certs"
 	"github.com/microgrpc/microgrpc/interceptors"
 	"github.com/microgrpc/microgrpc/plugins/builtin"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -75,6 +76,7 @@ type options struct {
 	retries                *int // nil: the balancer's default
 	mdnsInterfaces         []string
 	keepalive              keepalive.ClientParameters
+	tls                    certs.Files
 	err                    error // from FailingOption
 	logger                 *slog.Logger
 }
@@ -288,6 +290,25 @@ func WithStrictCodec(on bool) Option { return func(o *options) { o.strictCodec =
 // node list when the registry fails or the list goes empty.
 func WithResolverGracePeriod(d time.Duration) Option {
 	return func(o *options) { o.resolverGracePeriod = d }
+}
+
+// WithTLS turns TLS on for everything the service serves and dials: its
+// gRPC server, the connections Dial makes and the http broker's deliveries
+// (both sides). certFile and keyFile are the PEM certificate the service
+// serves and presents as a client; caFile, when set, is the CA bundle that
+// servers are verified against and that, on the serving side, client
+// certificates must chain to (mutual TLS: servers then refuse clients
+// without one). With caFile empty, servers are verified against the
+// system's roots and clients need no certificate. The files are read again
+// when they change, so certificates rotate without a restart.
+//
+// Clients verify a server's certificate for the name of the service they
+// dial ("greeter"), so a service's certificate carries its name as a DNS
+// name. Credentials given with WithDialOptions or WithGRPCServerOptions
+// take precedence. The flags and environment are --tls_cert_file,
+// --tls_key_file and --tls_ca_file (MICRO_TLS_CERT_FILE, ...).
+func WithTLS(certFile, keyFile, caFile string) Option {
+	return func(o *options) { o.tls = certs.Files{CertFile: certFile, KeyFile: keyFile, CAFile: caFile} }
 }
 
 // WithKeepalive sets the keepalive of connections made by Dial (default

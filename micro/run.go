@@ -40,6 +40,10 @@ func (s *Service) Run() error {
 	if err := s.validate(); err != nil {
 		return err
 	}
+	s.Server()
+	if s.srvErr != nil {
+		return s.srvErr
+	}
 	reg, err := s.registry()
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
@@ -15,8 +16,13 @@ import (
 
 // serverOptions are the options of the *grpc.Server a service creates:
 // strict codec negotiation, the user's options, then the interceptor chains.
-func (s *Service) serverOptions() []grpc.ServerOption {
+func (s *Service) serverOptionsLocked() ([]grpc.ServerOption, error) {
 	opts := ServerKeepalive()
+	src, err := s.tlsSourceLocked()
+	if src != nil {
+		// First, so that credentials in WithGRPCServerOptions win.
+		opts = append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(src.ServerConfig("h2")))}, opts...)
+	}
 	if s.opts.strictCodec {
 		opts = append(opts, strictCodecOption())
 	}
@@ -28,7 +34,7 @@ func (s *Service) serverOptions() []grpc.ServerOption {
 	if len(stream) > 0 {
 		opts = append(opts, grpc.ChainStreamInterceptor(stream...))
 	}
-	return opts
+	return opts, err
 }
 
 // Keepalive defaults. A node that stops answering without closing its

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/microgrpc/microgrpc/broker"
+	"github.com/microgrpc/microgrpc/internal/certs"
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/plugins/builtin"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -78,6 +79,9 @@ type Service struct {
 	// subsStarted, so each subscription is started exactly once.
 	subsState subsState
 	optErr    error // an option that failed in NewService
+	srvErr    error // making the server's options failed (TLS files)
+	tlsSrc    *certs.Source
+	tlsErr    error
 
 	running  bool
 	closed   bool
@@ -106,10 +110,7 @@ func NewService(opts ...Option) *Service {
 	if s.optErr == nil {
 		s.optErr = conflicts(&o)
 	}
-	s.server = o.grpcServer
-	if s.server == nil {
-		s.server = grpc.NewServer(s.serverOptions()...)
-	}
+	s.server = o.grpcServer // else made by Server, after Init
 	if o.health {
 		s.health = newHealthServer()
 	}
@@ -119,7 +120,33 @@ func NewService(opts ...Option) *Service {
 // Server returns the service's *grpc.Server, on which generated code
 // registers handlers: pb.RegisterGreeterServer(svc.Server(), h). Register
 // before Run.
-func (s *Service) Server() *grpc.Server { return s.server }
+func (s *Service) Server() *grpc.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.server == nil {
+		opts, err := s.serverOptionsLocked()
+		if err != nil {
+			s.srvErr = err // Run reports it; handlers can still be registered
+		}
+		s.server = grpc.NewServer(opts...)
+	}
+	return s.server
+}
+
+// tlsSourceLocked returns the TLS material, or nil when TLS is off. Caller
+// must hold s.mu.
+func (s *Service) tlsSourceLocked() (*certs.Source, error) {
+	if s.opts.tls.Empty() {
+		return nil, nil
+	}
+	if s.tlsSrc == nil && s.tlsErr == nil {
+		s.tlsSrc, s.tlsErr = certs.New(s.opts.tls, s.opts.logger)
+		if s.tlsErr != nil {
+			s.tlsErr = fmt.Errorf("micro: TLS: %w", s.tlsErr)
+		}
+	}
+	return s.tlsSrc, s.tlsErr
+}
 
 // Health returns the service's standard health server, to report the
 // status of individual services; nil when health is turned off. The

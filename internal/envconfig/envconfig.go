@@ -47,6 +47,9 @@ var (
 	RegisterInterval     = Setting{"register_interval", "MICRO_REGISTER_INTERVAL", "re-registration interval (duration, or whole seconds)", "10s"}
 	ClientRequestTimeout = Setting{"client_request_timeout", "MICRO_CLIENT_REQUEST_TIMEOUT", "default timeout of client calls (duration, or whole seconds)", "none: the caller's context"}
 	ClientRetries        = Setting{"client_retries", "MICRO_CLIENT_RETRIES", "retries of a failed call on another node (0 turns retries off)", "2"}
+	TLSCertFile          = Setting{"tls_cert_file", "MICRO_TLS_CERT_FILE", "PEM certificate the service serves and presents as a client; turns TLS on", "none: plaintext"}
+	TLSKeyFile           = Setting{"tls_key_file", "MICRO_TLS_KEY_FILE", "PEM key of the certificate", "none"}
+	TLSCAFile            = Setting{"tls_ca_file", "MICRO_TLS_CA_FILE", "PEM CA bundle: servers are verified against it, and servers require client certificates signed by it (mutual TLS)", "none: the system's roots, no client certificates"}
 )
 
 // All is every setting.
@@ -54,6 +57,7 @@ var All = []Setting{
 	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress,
 	ServerName, ServerVersion, ServerID, ServerAddress, ServerAdvertise, ServerMetadata,
 	RegisterTTL, RegisterInterval, ClientRequestTimeout, ClientRetries,
+	TLSCertFile, TLSKeyFile, TLSCAFile,
 }
 
 // Help is the setting's -h text: what it does, its environment variable

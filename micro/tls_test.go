@@ -1,0 +1,192 @@
+package micro_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/microgrpc/microgrpc/interceptors/auth"
+	"github.com/microgrpc/microgrpc/internal/certs"
+	"github.com/microgrpc/microgrpc/internal/certs/certstest"
+	"github.com/microgrpc/microgrpc/micro"
+	pb "github.com/microgrpc/microgrpc/proto/greeter"
+	"github.com/microgrpc/microgrpc/resolver"
+	"github.com/microgrpc/microgrpc/resolver/memory"
+)
+
+// pki is a CA and the certificate files of a server and a client.
+type pki struct {
+	ca             *certstest.CA
+	dir            string
+	server, client certstest.Files
+}
+
+func newPKI(t *testing.T, name string) *pki {
+	t.Helper()
+	ca, err := certstest.NewCA(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pki{ca: ca, dir: t.TempDir()}
+	if p.server, err = ca.Write(p.dir, "server", certstest.ForHost("greeter", "spiffe://test/greeter")); err != nil {
+		t.Fatal(err)
+	}
+	if p.client, err = ca.Write(p.dir, "client", certstest.ForHost("client", "spiffe://test/client")); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func withTLS(f certstest.Files) micro.Option { return micro.WithTLS(f.Cert, f.Key, f.CA) }
+
+// With TLS on, a client of the same CA calls through Dial (mutual TLS),
+// and the handler learns the caller's identity.
+func TestTLSDialAndIdentity(t *testing.T) {
+	p := newPKI(t, "ca")
+	reg := memory.NewRegistry()
+	seen := make(chan string, 1)
+	startServiceHook(t, reg, "greeter", func(ctx context.Context, _ *pb.Request) error {
+		id, _ := auth.PeerIdentity(ctx)
+		select {
+		case seen <- id:
+		default:
+		}
+		return nil
+	}, withTLS(p.server))
+	c := newClient(t, reg, withTLS(p.client))
+	var pr peer.Peer
+	if _, err := pb.NewGreeterClient(c.Dial("greeter")).Hello(testCtx(t), &pb.Request{}, grpc.WaitForReady(true), grpc.Peer(&pr)); err != nil {
+		t.Fatal(err)
+	}
+	if id := <-seen; id != "spiffe://test/client" {
+		t.Fatalf("handler saw caller %q, want the client's SPIFFE id", id)
+	}
+	if info, ok := pr.AuthInfo.(credentials.TLSInfo); !ok || info.State.PeerCertificates[0].URIs[0].String() != "spiffe://test/greeter" {
+		t.Fatalf("the client's peer is %v, want the server's certificate", pr.AuthInfo)
+	}
+}
+
+// callErr makes one fail-fast call (retried by the balancer) and returns
+// its error.
+func callErr(t *testing.T, c pb.GreeterClient) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var err error
+	for ctx.Err() == nil { // until the first connection attempt has failed
+		if _, err = c.Hello(ctx, &pb.Request{}); status.Code(err) != codes.DeadlineExceeded {
+			return err
+		}
+	}
+	return err
+}
+
+// Mismatches fail clearly: a server of another CA is not trusted, a
+// client without a certificate is refused, and plaintext and TLS do not
+// mix either way.
+func TestTLSMismatchesFailClearly(t *testing.T) {
+	p, other := newPKI(t, "ca"), newPKI(t, "other-ca")
+	reg := memory.NewRegistry()
+	startService(t, reg, "greeter", withTLS(p.server))
+	plainReg := memory.NewRegistry()
+	startService(t, plainReg, "greeter")
+	for _, c := range []struct {
+		name string
+		reg  resolver.Registry
+		opts []micro.Option
+		want string
+	}{
+		{"client trusts another CA", reg, []micro.Option{withTLS(other.client)}, "certificate signed by unknown authority"},
+		// TLS 1.3 tells the client only after its side of the handshake:
+		// "certificate required" or a broken connection, depending on timing.
+		{"client has no certificate", reg, []micro.Option{micro.WithTLS("", "", p.client.CA)}, ""},
+		{"plaintext client, TLS server", reg, nil, "the server may require TLS"},
+		{"TLS client, plaintext server", plainReg, []micro.Option{withTLS(p.client)}, "first record does not look like a TLS handshake"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cl := newClient(t, c.reg, c.opts...)
+			err := callErr(t, pb.NewGreeterClient(cl.Dial("greeter")))
+			if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("call = %v, want Unavailable saying %q", err, c.want)
+			}
+		})
+	}
+}
+
+// The auth interceptor allows and denies by the caller's identity.
+func TestIdentityAllowList(t *testing.T) {
+	p := newPKI(t, "ca")
+	reg := memory.NewRegistry()
+	rules := auth.Allow{"/greeter.Greeter/Hello": {"spiffe://test/client"}, "/greeter.Greeter/*": {"spiffe://test/admin"}}
+	startService(t, reg, "greeter", withTLS(p.server),
+		micro.WithUnaryServerInterceptors(auth.UnaryIdentityInterceptor(rules)),
+		micro.WithStreamServerInterceptors(auth.StreamIdentityInterceptor(rules)))
+	g := pb.NewGreeterClient(newClient(t, reg, withTLS(p.client)).Dial("greeter"))
+	if _, err := g.Hello(testCtx(t), &pb.Request{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("allowed call: %v", err)
+	}
+	s, err := g.HelloStream(testCtx(t), &pb.Request{Count: 1})
+	if err == nil {
+		_, err = s.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "spiffe://test/client may not call /greeter.Greeter/HelloStream") {
+		t.Fatalf("denied stream: %v, want PermissionDenied naming the caller and method", err)
+	}
+}
+
+// Replacing the certificate files is picked up without a restart: new
+// connections get the new server certificate.
+func TestTLSRotationWithoutRestart(t *testing.T) {
+	old := certs.CheckInterval
+	certs.CheckInterval = 0
+	t.Cleanup(func() { certs.CheckInterval = old })
+	p := newPKI(t, "ca")
+	reg := memory.NewRegistry()
+	startService(t, reg, "greeter", withTLS(p.server))
+	serverURI := func() string {
+		// A fresh client each time: a fresh handshake.
+		c := newClient(t, reg, withTLS(p.client))
+		var pr peer.Peer
+		if _, err := pb.NewGreeterClient(c.Dial("greeter")).Hello(testCtx(t), &pb.Request{}, grpc.WaitForReady(true), grpc.Peer(&pr)); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		return pr.AuthInfo.(credentials.TLSInfo).State.PeerCertificates[0].URIs[0].String()
+	}
+	if got := serverURI(); got != "spiffe://test/greeter" {
+		t.Fatalf("before rotation the server is %s", got)
+	}
+	time.Sleep(20 * time.Millisecond) // a newer modification time
+	if _, err := p.ca.Write(p.dir, "server", certstest.ForHost("greeter", "spiffe://test/greeter-rotated")); err != nil {
+		t.Fatal(err)
+	}
+	if got := serverURI(); got != "spiffe://test/greeter-rotated" {
+		t.Fatalf("after rotation the server is %s, want the new certificate", got)
+	}
+}
+
+// Bad TLS files fail Run and Conn with the file's name.
+func TestTLSBadFiles(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.crt")
+	svc := micro.NewService(micro.WithName("greeter"), micro.WithRegistry(memory.NewRegistry()), micro.WithTLS(missing, missing, ""))
+	defer svc.Close()
+	if _, err := svc.Conn("greeter"); err == nil || !strings.Contains(err.Error(), "nope.crt") {
+		t.Fatalf("Conn with missing TLS files = %v", err)
+	}
+	if err := svc.Run(); err == nil || !strings.Contains(err.Error(), "nope.crt") {
+		t.Fatalf("Run with missing TLS files = %v", err)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+}
