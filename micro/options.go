@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/microgrpc/microgrpc/broker"
-	"github.com/microgrpc/microgrpc/internal/certs"
 	"github.com/microgrpc/microgrpc/interceptors"
+	"github.com/microgrpc/microgrpc/internal/certs"
 	"github.com/microgrpc/microgrpc/plugins/builtin"
 	"github.com/microgrpc/microgrpc/resolver"
 )
