@@ -17,7 +17,7 @@ import (
 // serverOptions are the options of the *grpc.Server a service creates:
 // strict codec negotiation, the user's options, then the interceptor chains.
 func (s *Service) serverOptionsLocked() ([]grpc.ServerOption, error) {
-	opts := ServerKeepalive()
+	opts := append(ServerKeepalive(), ServerLimits()...)
 	src, err := s.tlsSourceLocked()
 	if src != nil {
 		// First, so that credentials in WithGRPCServerOptions win.
@@ -68,7 +68,39 @@ func DefaultClientKeepalive() keepalive.ClientParameters {
 func ServerKeepalive() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: DefaultKeepaliveMinTime, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * DefaultKeepaliveTime, Timeout: 2 * DefaultKeepaliveTimeout}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * DefaultKeepaliveTime, Timeout: 2 * DefaultKeepaliveTimeout,
+			MaxConnectionIdle: DefaultMaxConnectionIdle}),
+	}
+}
+
+// Limits of a micro service's gRPC server, so that one bad client cannot
+// take a node down. Each is a grpc-go server option; give your own with
+// WithGRPCServerOptions to change one (later options win).
+const (
+	// DefaultMaxConcurrentStreams bounds the calls in flight on one
+	// connection; more wait on that connection only (grpc-go: no bound).
+	DefaultMaxConcurrentStreams = 1000
+	// DefaultConnectionTimeout bounds a connection's handshake, so that
+	// connections that never speak are closed (grpc-go: 120 s).
+	DefaultConnectionTimeout = 10 * time.Second
+	// DefaultMaxConnectionIdle closes connections with no call for that
+	// long (grpc-go: never); micro clients keep a health watch open, so
+	// only connections nobody uses are closed. The client reconnects when
+	// it needs to.
+	DefaultMaxConnectionIdle = 5 * time.Minute
+	// DefaultMaxRecvMsgSize is grpc-go's own, stated: a larger request gets
+	// ResourceExhausted and the connection keeps serving.
+	DefaultMaxRecvMsgSize = 4 << 20
+)
+
+// ServerLimits returns the limit options every micro service's server
+// uses (see the Default* constants); a program that brings its own
+// *grpc.Server may pass them to grpc.NewServer.
+func ServerLimits() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(DefaultMaxConcurrentStreams),
+		grpc.ConnectionTimeout(DefaultConnectionTimeout),
+		grpc.MaxRecvMsgSize(DefaultMaxRecvMsgSize),
 	}
 }
 
