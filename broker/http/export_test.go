@@ -9,3 +9,4 @@ func Topics(b broker.Broker) int {
 	defer hb.mu.Unlock()
 	return len(hb.topics)
 }
+const StreamPath = streamPath

@@ -35,6 +35,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -114,7 +115,16 @@ func (b *httpBroker) Connect(ctx context.Context) error {
 	// request (over TLS too: ALPN offers http/1.1 alone).
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	b.server = &http.Server{Handler: mux, ReadHeaderTimeout: b.opts.requestTimeout, TLSConfig: b.opts.serverTLS, Protocols: &protocols}
+	b.server = &http.Server{Handler: mux, TLSConfig: b.opts.serverTLS, Protocols: &protocols,
+		// The only request is a publisher's upgrade: it has no body, and
+		// a connection that does not send it in time is dropped. After the
+		// upgrade the connection is the broker's (serve.go).
+		ReadHeaderTimeout: b.opts.requestTimeout, ReadTimeout: b.opts.requestTimeout,
+		WriteTimeout: b.opts.requestTimeout, IdleTimeout: b.opts.requestTimeout,
+		MaxHeaderBytes: DefaultMaxHeaderBytes,
+		// TLS handshake failures (a publisher without a valid client
+		// certificate) are logged with the remote address.
+		ErrorLog: slog.NewLogLogger(b.opts.logger.Handler(), slog.LevelWarn)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(2)
 	go func() {

@@ -18,6 +18,12 @@ const (
 	// DefaultIdleTimeout is how long a topic's subscriber list is kept
 	// (and followed) after its last Publish.
 	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultMaxQueued bounds the deliveries that wait, per subscription,
+	// for one of its MaxConcurrent handlers; beyond it the publisher is
+	// told the subscriber is busy (and a queue group tries another member).
+	DefaultMaxQueued = 1024
+	// DefaultMaxHeaderBytes bounds the headers of a publisher's request.
+	DefaultMaxHeaderBytes = 64 << 10
 )
 
 type options struct {
@@ -31,6 +37,8 @@ type options struct {
 	registerTTL      time.Duration
 	registerInterval time.Duration
 	idleTimeout      time.Duration
+	maxQueued        int
+	token            string
 	logger           *slog.Logger
 }
 
@@ -42,6 +50,7 @@ func defaultOptions() options {
 		registerTTL:      DefaultRegisterTTL,
 		registerInterval: DefaultRegisterInterval,
 		idleTimeout:      DefaultIdleTimeout,
+		maxQueued:        DefaultMaxQueued,
 		logger:           slog.Default(),
 	}
 }
@@ -68,6 +77,25 @@ func WithTLS(server, client *tls.Config) Option {
 	// Cloned: net/http adds its ALPN protocols to the server config, which
 	// must not touch a config the caller shares between brokers.
 	return func(o *options) { o.serverTLS, o.clientTLS = server.Clone(), client.Clone() }
+}
+
+// WithToken makes the subscriber side accept deliveries only from
+// publishers that present token (compared in constant time), and the
+// publishing side present it: a shared secret for networks without mutual
+// TLS. A publisher without it gets 401, logged with its address, and its
+// message never reaches a handler. With mutual TLS (WithTLS with a server
+// config that requires client certificates) a publisher needs a valid
+// certificate instead, or as well.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithMaxQueued sets how many deliveries may wait per subscription
+// (default DefaultMaxQueued).
+func WithMaxQueued(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxQueued = n
+		}
+	}
 }
 
 // WithRequestTimeout bounds each delivery request.

@@ -164,7 +164,11 @@ func (p *peer) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
-	req := "GET " + streamPath + " HTTP/1.1\r\nHost: " + p.addr + "\r\nConnection: Upgrade\r\nUpgrade: " + upgradeProtocol + "\r\n\r\n"
+	auth := ""
+	if t := p.b.opts.token; t != "" {
+		auth = "Authorization: Bearer " + t + "\r\n"
+	}
+	req := "GET " + streamPath + " HTTP/1.1\r\nHost: " + p.addr + "\r\nConnection: Upgrade\r\nUpgrade: " + upgradeProtocol + "\r\n" + auth + "\r\n"
 	if _, err := io.WriteString(nc, req); err != nil {
 		nc.Close()
 		return nil, nil, err

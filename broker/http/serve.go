@@ -3,12 +3,14 @@ package http
 import (
 	"bufio"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/microgrpc/microgrpc/broker"
 )
@@ -17,6 +19,12 @@ import (
 // the delivery protocol and reads deliveries until the connection ends,
 // answering each with its result as soon as its handler returns.
 func (b *httpBroker) serveStream(w http.ResponseWriter, r *http.Request) {
+	if !b.authorized(r) {
+		b.opts.logger.Warn("http broker: refused a publisher without the broker token", "remote", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		http.Error(w, "broker token required", http.StatusUnauthorized)
+		return
+	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), upgradeProtocol) {
 		w.Header().Set("Upgrade", upgradeProtocol)
 		http.Error(w, "this endpoint speaks "+upgradeProtocol+" only", http.StatusUpgradeRequired)
@@ -38,6 +46,9 @@ func (b *httpBroker) serveStream(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot take over the connection: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	// The server's read deadline was for the upgrade request; deliveries
+	// on this connection have timeouts of their own.
+	nc.SetDeadline(time.Time{})
 	if _, err := io.WriteString(nc, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+upgradeProtocol+"\r\n\r\n"); err != nil {
 		nc.Close()
 		return
@@ -129,4 +140,14 @@ func (st *stream) reply(seq uint64, r result) {
 	if err := st.fw.write(seq, resultSize(r), func(b []byte) []byte { return appendResult(b, r) }); err != nil {
 		st.nc.Close() // the reader ends, and the publisher's deliveries fail
 	}
+}
+
+// authorized reports whether r carries the broker token, when one is set.
+// The comparison takes the same time whatever the token sent.
+func (b *httpBroker) authorized(r *http.Request) bool {
+	if b.opts.token == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(b.opts.token)) == 1
 }

@@ -80,6 +80,12 @@ func (s *subscription) take(ctx context.Context, d delivery, reply func(result))
 		reply(result{code: codeGone, err: errGone.Error()})
 		return
 	}
+	if len(s.queue) >= s.b.opts.maxQueued {
+		n := len(s.queue)
+		s.mu.Unlock()
+		reply(result{code: codeBusy, err: fmt.Sprintf("%d deliveries of %q wait for a handler", n, s.topic)})
+		return
+	}
 	s.busy.Add(1)
 	s.queue = append(s.queue, job{ctx: ctx, msg: d.msg, reply: reply})
 	start := s.workers < s.opts.MaxConcurrent
@@ -129,6 +135,9 @@ func (s *subscription) run(j job) result {
 }
 
 var errGone = errors.New("subscription gone")
+
+// errBusy: the subscriber has WithMaxQueued deliveries waiting already.
+var errBusy = errors.New("subscriber busy")
 
 // Subscribe registers the subscription and starts taking deliveries. The
 // broker must be connected.

@@ -41,6 +41,7 @@ const (
 	codeGone                  // the subscription is stopping: try another member
 	codeTooLarge              // over the subscriber's size limit
 	codeMalformed             // wrong topic, or unreadable
+	codeBusy                  // too many deliveries waiting: try another member
 )
 
 type result struct {
@@ -218,6 +219,8 @@ func (r result) error() error {
 		return nil
 	case codeGone:
 		return errGone
+	case codeBusy:
+		return fmt.Errorf("%w: %s", errBusy, r.err)
 	case codeTooLarge:
 		return fmt.Errorf("%w: %s", broker.ErrMessageTooLarge, r.err)
 	}
