@@ -9,4 +9,5 @@ func Topics(b broker.Broker) int {
 	defer hb.mu.Unlock()
 	return len(hb.topics)
 }
+
 const StreamPath = streamPath
