@@ -105,6 +105,7 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 		{envconfig.ServerID, &o.id},
 		{envconfig.ServerAddress, &o.address},
 		{envconfig.ServerAdvertise, &o.advertise},
+		{envconfig.BrokerToken, &o.brokerToken},
 	}
 	for _, st := range strs {
 		if val, ok := v[st.set]; ok {
@@ -175,7 +176,10 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 func (s *Service) applyBrokerLocked(v envconfig.Values) error {
 	name, named := v[envconfig.Broker]
 	_, addressed := v[envconfig.BrokerAddress]
-	if !named && !addressed {
+	_, tokened := v[envconfig.BrokerToken]
+	_, tlsSet := v[envconfig.TLSCertFile]
+	_, caSet := v[envconfig.TLSCAFile]
+	if !named && !addressed && !tokened && !tlsSet && !caSet {
 		return nil
 	}
 	if !named {

@@ -77,6 +77,7 @@ type options struct {
 	mdnsInterfaces         []string
 	keepalive              keepalive.ClientParameters
 	tls                    certs.Files
+	brokerToken            string
 	err                    error // from FailingOption
 	logger                 *slog.Logger
 }
@@ -310,6 +311,12 @@ func WithResolverGracePeriod(d time.Duration) Option {
 func WithTLS(certFile, keyFile, caFile string) Option {
 	return func(o *options) { o.tls = certs.Files{CertFile: certFile, KeyFile: keyFile, CAFile: caFile} }
 }
+
+// WithBrokerToken sets a shared secret that publishers present to
+// subscribers: the http broker refuses deliveries without it (for networks
+// without mutual TLS), and the NATS brokers send it as the NATS token.
+// Flag and environment: --broker_token, MICRO_BROKER_TOKEN.
+func WithBrokerToken(token string) Option { return func(o *options) { o.brokerToken = token } }
 
 // WithKeepalive sets the keepalive of connections made by Dial (default
 // DefaultClientKeepalive()); a zero Time turns it off. grpc-go raises a

@@ -37,7 +37,19 @@ func (s *Service) brokerLocked() (broker.Broker, error) {
 		s.brkErr = err
 		return nil, err
 	}
-	s.brk, s.brkErr = plugins.NewBroker(s.opts.brokerName, s.opts.brokerAddrs, reg)
+	bo := plugins.BrokerOptions{Addrs: s.opts.brokerAddrs, Registry: reg, Token: s.opts.brokerToken}
+	src, err := s.tlsSourceLocked()
+	if err != nil {
+		s.brkErr = err
+		return nil, err
+	}
+	if src != nil {
+		bo.ClientTLS = src.ClientConfig()
+		if src.HasCert() {
+			bo.ServerTLS = src.ServerConfig()
+		}
+	}
+	s.brk, s.brkErr = plugins.NewBroker(s.opts.brokerName, bo)
 	if s.brkErr != nil {
 		s.brkErr = fmt.Errorf("micro: %w", s.brkErr)
 	}

@@ -190,3 +190,43 @@ func TestTLSBadFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With TLS on, the http broker delivers over mutual TLS: a publisher with
+// the service's certificate delivers, one with only the CA cannot.
+func TestTLSPubSub(t *testing.T) {
+	p := newPKI(t, "ca")
+	reg := memory.NewRegistry()
+	got := make(chan string, 10)
+	startServiceWithSetup(t, reg, "subscriber", func(svc *micro.Service) {
+		if err := micro.RegisterSubscriber("secure-events", svc, func(_ context.Context, e *pb.Event) error {
+			got <- e.GetId()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}, withTLS(p.server))
+	pub := newClient(t, reg, withTLS(p.client))
+	deadline := time.Now().Add(defaultTestTimeout)
+	for {
+		err := micro.NewPublisher("secure-events", pub).Publish(testCtx(t), &pb.Event{Id: "1"})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish over mutual TLS: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if id := <-got; id != "1" {
+		t.Fatalf("got %q", id)
+	}
+	anon := newClient(t, reg, micro.WithTLS("", "", p.client.CA))
+	if err := micro.NewPublisher("secure-events", anon).Publish(testCtx(t), &pb.Event{Id: "forged"}); err == nil {
+		t.Fatal("a publisher without a client certificate delivered")
+	}
+	select {
+	case id := <-got:
+		t.Fatalf("the handler got %q from a publisher without a certificate", id)
+	default:
+	}
+}

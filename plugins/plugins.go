@@ -14,6 +14,7 @@
 package plugins
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -34,10 +35,27 @@ var ErrUnknownPlugin = errors.New("plugins: unknown plugin")
 // default or environment).
 type RegistryFactory func(addrs []string) (resolver.Registry, error)
 
-// BrokerFactory makes a broker. addrs come from --broker_address /
-// MICRO_BROKER_ADDRESS; reg is the service's registry, for brokers that
-// find their peers through it (the http broker does).
-type BrokerFactory func(addrs []string, reg resolver.Registry) (broker.Broker, error)
+// BrokerFactory makes a broker from what the service knows.
+type BrokerFactory func(o BrokerOptions) (broker.Broker, error)
+
+// BrokerOptions is what a service hands a broker plugin.
+type BrokerOptions struct {
+	// Addrs come from --broker_address / MICRO_BROKER_ADDRESS (empty for
+	// the plugin's own default or environment).
+	Addrs []string
+	// Registry is the service's registry, for brokers that find their
+	// peers through it (the http broker does).
+	Registry resolver.Registry
+	// ServerTLS and ClientTLS are the service's TLS (micro.WithTLS), nil
+	// when it is off: a broker that serves uses ServerTLS (with a CA it
+	// requires client certificates), connections it makes use ClientTLS.
+	// A broker of a server with TLS of its own (nats at tls://...) verifies
+	// it with ClientTLS.
+	ServerTLS, ClientTLS *tls.Config
+	// Token is a shared secret publishers must present when the transport
+	// does not authenticate them (--broker_token, MICRO_BROKER_TOKEN).
+	Token string
+}
 
 type table[F any] struct {
 	kind string
@@ -120,14 +138,13 @@ func Registries() []string { return registries.names() }
 // init() function), and panics when name is taken.
 func RegisterBroker(name string, f BrokerFactory) { brokers.register(name, f) }
 
-// NewBroker makes a broker with the plugin called name; reg is the
-// service's registry.
-func NewBroker(name string, addrs []string, reg resolver.Registry) (broker.Broker, error) {
+// NewBroker makes a broker with the plugin called name.
+func NewBroker(name string, o BrokerOptions) (broker.Broker, error) {
 	f, err := brokers.get(name)
 	if err != nil {
 		return nil, err
 	}
-	b, err := f(addrs, reg)
+	b, err := f(o)
 	if err != nil {
 		return nil, fmt.Errorf("plugins: broker %q: %w", name, err)
 	}

@@ -28,7 +28,7 @@ func TestUnknownNameListsKnownOnes(t *testing.T) {
 	if !errors.Is(err, plugins.ErrUnknownPlugin) || !strings.Contains(err.Error(), "etcd, mdns, memory") {
 		t.Fatalf("NewRegistry(consul) = %v", err)
 	}
-	_, err = plugins.NewBroker("kafka", nil, nil)
+	_, err = plugins.NewBroker("kafka", plugins.BrokerOptions{})
 	if !errors.Is(err, plugins.ErrUnknownPlugin) || !strings.Contains(err.Error(), "http, jetstream, memory, nats") {
 		t.Fatalf("NewBroker(kafka) = %v", err)
 	}
@@ -48,7 +48,7 @@ func TestMemoryPlugin(t *testing.T) {
 	if err != nil || r.String() != "memory" {
 		t.Fatal(r, err)
 	}
-	if _, err := plugins.NewBroker("http", nil, nil); err == nil {
+	if _, err := plugins.NewBroker("http", plugins.BrokerOptions{}); err == nil {
 		t.Fatal("http broker without a registry accepted")
 	}
 }

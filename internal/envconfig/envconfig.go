@@ -36,6 +36,7 @@ var (
 	RegistryAddress      = Setting{"registry_address", "MICRO_REGISTRY_ADDRESS", "comma-separated registry addresses, e.g. 127.0.0.1:2379", "the plugin's own: etcd 127.0.0.1:2379"}
 	MDNSInterfaces       = Setting{"mdns_interfaces", "MICRO_MDNS_INTERFACES", "comma-separated network interfaces mDNS announces and browses on", "every up, multicast-capable interface"}
 	Broker               = Setting{"broker", "MICRO_BROKER", "broker plugin: http, nats, jetstream, memory", "http"}
+	BrokerToken          = Setting{"broker_token", "MICRO_BROKER_TOKEN", "shared secret publishers present to subscribers (http broker without mutual TLS; the NATS token)", "none"}
 	BrokerAddress        = Setting{"broker_address", "MICRO_BROKER_ADDRESS", "comma-separated broker addresses, e.g. nats://127.0.0.1:4222", "http: any free port; nats, jetstream: nats://127.0.0.1:4222"}
 	ServerName           = Setting{"server_name", "MICRO_SERVER_NAME", "name the service registers under", "the name given in code"}
 	ServerVersion        = Setting{"server_version", "MICRO_SERVER_VERSION", "version announced with the node", "none"}
@@ -54,7 +55,7 @@ var (
 
 // All is every setting.
 var All = []Setting{
-	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress,
+	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress, BrokerToken,
 	ServerName, ServerVersion, ServerID, ServerAddress, ServerAdvertise, ServerMetadata,
 	RegisterTTL, RegisterInterval, ClientRequestTimeout, ClientRetries,
 	TLSCertFile, TLSKeyFile, TLSCAFile,

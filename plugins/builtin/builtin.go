@@ -40,19 +40,22 @@ const (
 
 func init() {
 	// http: the address, if any, is where its subscriber endpoint listens.
-	plugins.RegisterBroker(BrokerHTTP, func(addrs []string, reg resolver.Registry) (broker.Broker, error) {
-		if reg == nil {
+	plugins.RegisterBroker(BrokerHTTP, func(o plugins.BrokerOptions) (broker.Broker, error) {
+		if o.Registry == nil {
 			return nil, errors.New("the http broker needs the service's registry")
 		}
-		opts := []httpbroker.Option{httpbroker.WithRegistry(reg)}
-		if len(addrs) > 0 {
-			opts = append(opts, httpbroker.WithAddress(addrs[0]))
+		opts := []httpbroker.Option{httpbroker.WithRegistry(o.Registry), httpbroker.WithToken(o.Token)}
+		if len(o.Addrs) > 0 {
+			opts = append(opts, httpbroker.WithAddress(o.Addrs[0]))
+		}
+		if o.ServerTLS != nil || o.ClientTLS != nil {
+			opts = append(opts, httpbroker.WithTLS(o.ServerTLS, o.ClientTLS))
 		}
 		return httpbroker.NewBroker(opts...), nil
 	})
 	// memory: in-process; each service gets its own unless one is shared
 	// with micro.WithBroker.
-	plugins.RegisterBroker(BrokerMemory, func([]string, resolver.Registry) (broker.Broker, error) {
+	plugins.RegisterBroker(BrokerMemory, func(plugins.BrokerOptions) (broker.Broker, error) {
 		return memorybroker.NewBroker(), nil
 	})
 

@@ -5,43 +5,77 @@
 //
 // and --broker=nats (NATS core) or --broker=jetstream (durable), with
 // --broker_address=nats://10.0.0.7:4222 (or MICRO_BROKER and
-// MICRO_BROKER_ADDRESS), select them.
+// MICRO_BROKER_ADDRESS), select them. With tls:// URLs and the service's
+// TLS on (micro.WithTLS), the server is verified with the service's CA and
+// shown its certificate; --broker_token is sent as the NATS token.
 package nats
 
 import (
 	"os"
+	"strings"
 
 	"github.com/microgrpc/microgrpc/broker"
 	jsbroker "github.com/microgrpc/microgrpc/broker/jetstream"
 	natsbroker "github.com/microgrpc/microgrpc/broker/nats"
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/plugins/builtin"
-	"github.com/microgrpc/microgrpc/resolver"
 )
 
 func init() {
 	// nats: the addresses are server URLs; none means
 	// $MICRO_BROKER_ADDRESS or nats://127.0.0.1:4222.
-	plugins.RegisterBroker(builtin.BrokerNATS, func(addrs []string, _ resolver.Registry) (broker.Broker, error) {
-		if len(addrs) == 0 {
-			addrs = natsbroker.URLsFromEnv(os.LookupEnv)
-		}
+	plugins.RegisterBroker(builtin.BrokerNATS, func(o plugins.BrokerOptions) (broker.Broker, error) {
+		addrs := urls(o)
 		var opts []natsbroker.Option
 		if len(addrs) > 0 {
 			opts = append(opts, natsbroker.WithURLs(addrs...))
+		}
+		if useTLS(addrs, o) {
+			opts = append(opts, natsbroker.WithTLS(o.ClientTLS))
+		}
+		if o.Token != "" {
+			opts = append(opts, natsbroker.WithToken(o.Token))
 		}
 		return natsbroker.NewBroker(opts...), nil
 	})
 	// jetstream: NATS JetStream, durable; the addresses are server URLs,
 	// as for nats.
-	plugins.RegisterBroker(builtin.BrokerJetStream, func(addrs []string, _ resolver.Registry) (broker.Broker, error) {
-		if len(addrs) == 0 {
-			addrs = natsbroker.URLsFromEnv(os.LookupEnv)
-		}
+	plugins.RegisterBroker(builtin.BrokerJetStream, func(o plugins.BrokerOptions) (broker.Broker, error) {
+		addrs := urls(o)
 		var opts []jsbroker.Option
 		if len(addrs) > 0 {
 			opts = append(opts, jsbroker.WithURLs(addrs...))
 		}
+		if useTLS(addrs, o) {
+			opts = append(opts, jsbroker.WithTLS(o.ClientTLS))
+		}
+		if o.Token != "" {
+			opts = append(opts, jsbroker.WithToken(o.Token))
+		}
 		return jsbroker.NewBroker(opts...), nil
 	})
+}
+
+// urls are the server URLs: the service's, else $MICRO_BROKER_ADDRESS.
+func urls(o plugins.BrokerOptions) []string {
+	if len(o.Addrs) > 0 {
+		return o.Addrs
+	}
+	return natsbroker.URLsFromEnv(os.LookupEnv)
+}
+
+// useTLS reports whether to hand the service's TLS to nats.go: when a URL
+// asks for TLS (tls://), the server is verified with the service's CA and
+// shown its certificate, unless the service has no TLS of its own (then
+// nats.go uses the system's roots).
+func useTLS(addrs []string, o plugins.BrokerOptions) bool {
+	if o.ClientTLS == nil {
+		return false
+	}
+	for _, a := range addrs {
+		if strings.HasPrefix(a, "tls://") {
+			return true
+		}
+	}
+	return false
 }
