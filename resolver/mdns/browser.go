@@ -120,7 +120,18 @@ type browser struct {
 	nodes     map[nodeKey]*claims // the cache
 	instances map[string]nodeKey  // instance name (FQDN) -> the node it claims
 	watchers  eventq.Set          // Notify under mu, for one event order
+	// goodbyes holds when instances said goodbye, for lateWindow: the
+	// zeroconf Browse reports what it saw later than our socket does, and
+	// its report of an instance that has said goodbye since must not bring
+	// the node back (for its whole TTL).
+	goodbyes map[string]time.Time
 }
+
+// lateWindow is how long after an instance's goodbye the zeroconf Browse's
+// sightings of it are taken for late reports of what came before, and
+// ignored. Our socket receives the same packets, so a real announcement
+// after the goodbye is seen all the same.
+const lateWindow = 2 * time.Second
 
 func startBrowser(opts options, ifaces []net.Interface) (*browser, error) {
 	c, err := listen(ifaces)
@@ -140,7 +151,7 @@ func startBrowser(opts options, ifaces []net.Interface) (*browser, error) {
 func newBrowser(opts options, c *conn) *browser {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &browser{opts: opts, c: c, fqdnType: ServiceType + "." + opts.domain, ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), nodes: map[nodeKey]*claims{}, instances: map[string]nodeKey{}}
+		ready: make(chan struct{}), nodes: map[nodeKey]*claims{}, instances: map[string]nodeKey{}, goodbyes: map[string]time.Time{}}
 }
 
 func (b *browser) close() {
@@ -212,6 +223,11 @@ func (b *browser) handle(m *dns.Msg) {
 
 // seen records a sighting of an instance with its TXT data.
 func (b *browser) seen(instance string, strs []string, now time.Time) {
+	b.seenFrom(instance, strs, now, false)
+}
+
+// seenFrom records a sighting; late ones come from the zeroconf Browse.
+func (b *browser) seenFrom(instance string, strs []string, now time.Time, late bool) {
 	n, err := txt.Decode(strs)
 	if err != nil {
 		b.opts.logger.Debug("mdns: skipping instance with foreign TXT", "instance", instance, "error", err)
@@ -221,6 +237,9 @@ func (b *browser) seen(instance string, strs []string, now time.Time) {
 	sg := &sighting{svc: n.Service, ttl: time.Duration(n.TTL) * time.Second, lastSeen: now}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if bye, ok := b.goodbyes[instance]; ok && late && now.Sub(bye) < lateWindow {
+		return
+	}
 	if was, ok := b.instances[instance]; ok && was != key {
 		b.dropLocked(instance, "now claims another node")
 	}
@@ -255,6 +274,7 @@ func sameData(a, b *resolver.Service) bool {
 func (b *browser) remove(instance, why string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.goodbyes[instance] = time.Now()
 	b.dropLocked(instance, why)
 }
 
@@ -325,10 +345,12 @@ func (b *browser) queryLoop() {
 	}
 }
 
-// expire forgets the instances not seen within their TTL.
+// expire forgets the instances not seen within their TTL, and goodbyes
+// older than lateWindow.
 func (b *browser) expire(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	maps.DeleteFunc(b.goodbyes, func(_ string, bye time.Time) bool { return now.Sub(bye) >= lateWindow })
 	for _, c := range b.nodes {
 		var dead []string
 		for inst, sg := range c.instances {
@@ -372,7 +394,7 @@ func (b *browser) zeroconfBrowse() {
 			if !ok {
 				return
 			}
-			b.seen(e.ServiceInstanceName(), e.Text, time.Now())
+			b.seenFrom(e.ServiceInstanceName(), e.Text, time.Now(), true)
 		}
 	}
 }

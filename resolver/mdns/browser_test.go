@@ -38,12 +38,23 @@ func (ct *cacheTest) inst(name string) string { return name + "." + ct.b.fqdnTyp
 // TTL in seconds.
 func (ct *cacheTest) seen(instance, id, addr string, ttl int) {
 	ct.t.Helper()
+	ct.b.seen(ct.inst(instance), ct.txt(id, addr, ttl), ct.now)
+}
+
+// seenLate is the same sighting reported by the zeroconf Browse.
+func (ct *cacheTest) seenLate(instance, id, addr string, ttl int) {
+	ct.t.Helper()
+	ct.b.seenFrom(ct.inst(instance), ct.txt(id, addr, ttl), ct.now, true)
+}
+
+func (ct *cacheTest) txt(id, addr string, ttl int) []string {
+	ct.t.Helper()
 	s := &resolver.Service{Name: "svc", Nodes: []resolver.Node{{ID: id, Address: addr}}}
 	strs, _, err := txt.Encode(s, s.Nodes[0], ttl)
 	if err != nil {
 		ct.t.Fatal(err)
 	}
-	ct.b.seen(ct.inst(instance), strs, ct.now)
+	return strs
 }
 
 // events checks that the watcher got exactly want ("<action> <id> <addr>")
@@ -165,4 +176,26 @@ func TestReportedInstanceUpdates(t *testing.T) {
 	ct.seen("a", "n1", "127.0.0.1:5", 30)
 	ct.events("create n1 127.0.0.1:1", "update n1 127.0.0.1:5")
 	ct.resolved("n1 127.0.0.1:5")
+}
+
+// The zeroconf Browse reports what it saw later than the browser's socket:
+// its report of an instance that has said goodbye since does not bring the
+// node back (it would stay for its whole TTL), while the socket's sighting
+// of a new announcement does, and so does the Browse's once the goodbye is
+// old.
+func TestLateSightingAfterGoodbyeIsIgnored(t *testing.T) {
+	ct := newCacheTest(t)
+	ct.seen("a", "n1", "127.0.0.1:1", 30)
+	ct.b.remove(ct.inst("a"), "goodbye")
+	ct.seenLate("a", "n1", "127.0.0.1:1", 30)
+	ct.events("create n1 127.0.0.1:1", "delete n1 127.0.0.1:1")
+	ct.resolved()
+	ct.seen("a", "n1", "127.0.0.1:1", 30) // registered again
+	ct.events("create n1 127.0.0.1:1")
+	ct.b.remove(ct.inst("a"), "goodbye")
+	ct.events("delete n1 127.0.0.1:1")
+	ct.now = time.Now().Add(lateWindow)
+	ct.seenLate("a", "n1", "127.0.0.1:1", 30)
+	ct.events("create n1 127.0.0.1:1")
+	ct.resolved("n1 127.0.0.1:1")
 }

@@ -25,8 +25,11 @@
 // QueryInterval, and expires a node that has not answered within its own
 // TTL (the service's RegisterTTL, carried in TXT; the records' DNS TTL is
 // not used), so a node that dies without a goodbye disappears within its
-// TTL. A zeroconf Browse runs alongside as a second source of sightings.
-// Watch reports create, update and delete events from that cache.
+// TTL. A zeroconf Browse runs alongside as a second source of sightings;
+// it reports them later than the socket, so its sightings of an instance
+// that said goodbye moments ago are ignored rather than bringing the node
+// back for its TTL. Watch reports create, update and delete events from
+// that cache.
 //
 // The cache keys nodes by service and node id, as the resolver does, not
 // by DNS-SD instance name. When several instances claim one node (a stale
@@ -35,9 +38,11 @@
 // goodbye or expired; so a claim that expires never deletes a node that
 // still answers.
 //
-// Changed node data is announced by replacing the zeroconf server (its
-// SetText races too): clients see a goodbye and an announcement within
-// milliseconds, which the resolver's grace period absorbs.
+// Changed node data is announced by a new zeroconf server (its SetText
+// races too) under a new instance name, and the old one says goodbye only
+// once the new one has announced itself (RetireDelay later): browsers then
+// see a second instance claim the node and take over from the old one when
+// it leaves, which they report as one update, never as the node going away.
 //
 // # Interfaces
 //
@@ -93,9 +98,52 @@ type Registry struct {
 }
 
 type announced struct {
-	server *zeroconf.Server
+	server *responder
 	txt    []string
+	gen    int // of the instance name; bumped on every change of data
+	// retiring are the node's earlier announcements, still answering until
+	// their timer says goodbye for them.
+	retiring map[*responder]*time.Timer
 }
+
+// responder is a zeroconf server and when it was started.
+type responder struct {
+	*zeroconf.Server
+	born time.Time
+}
+
+// minResponderAge is how long a responder lives at least. zeroconf v1.0.0
+// starts a server's receive goroutines after RegisterProxy returns, and
+// they add themselves to the WaitGroup its Shutdown waits on: a Shutdown
+// that comes first returns without them (and the race detector reports
+// the WaitGroup's misuse). A responder that is stopped younger (a node
+// deregistered right after it registered) is given the rest of this time
+// to start them.
+const minResponderAge = 100 * time.Millisecond
+
+// shutdown sends the goodbyes of rs and stops them.
+func shutdown(rs ...*responder) {
+	var youngest time.Time
+	for _, r := range rs {
+		if r.born.After(youngest) {
+			youngest = r.born
+		}
+	}
+	if d := time.Until(youngest.Add(minResponderAge)); d > 0 {
+		time.Sleep(d)
+	}
+	for _, r := range rs {
+		r.Shutdown()
+	}
+}
+
+// RetireDelay is how long the announcement of a node's old data keeps
+// answering after its new data is announced. zeroconf sends a new
+// instance's first two announcements within 1.5 s (after two probes of up
+// to 250 ms each, then one second apart); a browser that has seen the new
+// instance when the old one says goodbye reports an update, one that has
+// not a delete and a create.
+const RetireDelay = 2 * time.Second
 
 var _ resolver.Registry = (*Registry)(nil)
 
@@ -124,10 +172,15 @@ func NewRegistry(opts ...Option) (*Registry, error) {
 
 func (r *Registry) String() string { return Name }
 
-// instanceName is the DNS-SD instance label of a node: readable, at most 63
-// bytes, unique through a hash of service and id.
-func instanceName(service, id string) string {
-	sum := sha256.Sum256([]byte(service + "\x00" + id))
+// instanceName is the DNS-SD instance label of a node's gen-th
+// announcement: readable, at most 63 bytes, unique through a hash of
+// service, id and gen (gen 0 hashes as before there were generations).
+func instanceName(service, id string, gen int) string {
+	key := service + "\x00" + id
+	if gen > 0 {
+		key += "\x00" + strconv.Itoa(gen)
+	}
+	sum := sha256.Sum256([]byte(key))
 	h := hex.EncodeToString(sum[:6])
 	label := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
@@ -143,7 +196,7 @@ func instanceName(service, id string) string {
 
 // Register announces each node. Registering a node again with the same
 // data does nothing (the responder keeps answering); changed data is
-// announced at once.
+// announced at once, and replaces the old data RetireDelay later.
 func (r *Registry) Register(ctx context.Context, s *resolver.Service, opts ...resolver.RegisterOption) error {
 	if err := s.Validate(); err != nil {
 		return err
@@ -184,24 +237,58 @@ func (r *Registry) register(s *resolver.Service, n resolver.Node, ttl int) error
 	if r.closed {
 		return ErrClosed
 	}
-	if old, ok := r.servers[key]; ok {
-		if slices.Equal(old.txt, strs) {
-			return nil
-		}
-		old.server.Shutdown()
-		delete(r.servers, key)
+	old, ok := r.servers[key]
+	if ok && slices.Equal(old.txt, strs) {
+		return nil
 	}
 	if dropped > 0 {
 		r.opts.logger.Warn("mdns registry: too many endpoints for one TXT record; dropped some (clients do not need them to call)",
 			"service", s.Name, "node", n.ID, "dropped", dropped, "kept", len(s.Endpoints)-dropped)
 	}
-	inst := instanceName(s.Name, n.ID)
+	a := &announced{txt: strs, retiring: map[*responder]*time.Timer{}}
+	if ok {
+		// Changed data: a new instance, announced next to the old one, so
+		// that browsers never see the node gone (a goodbye first would
+		// delete it until the new announcement).
+		a.gen, a.retiring = old.gen+1, old.retiring
+	}
+	inst := instanceName(s.Name, n.ID, a.gen)
 	srv, err := zeroconf.RegisterProxy(inst, ServiceType, r.opts.domain, port, "mg-"+inst[len(inst)-12:], ips, strs, r.ifaces)
 	if err != nil {
 		return fmt.Errorf("%w: announce node %q of %q: %v; in a container or across hosts use etcd (MICRO_REGISTRY=etcd)", ErrMulticast, n.ID, s.Name, err)
 	}
-	r.servers[key] = &announced{server: srv, txt: strs}
+	a.server = &responder{Server: srv, born: time.Now()}
+	if ok {
+		prev := old.server
+		a.retiring[prev] = time.AfterFunc(RetireDelay, func() { r.retire(a, prev) })
+	}
+	r.servers[key] = a
 	return nil
+}
+
+// retire says goodbye for an old announcement of a node, unless Deregister
+// or Close did already.
+func (r *Registry) retire(a *announced, old *responder) {
+	r.mu.Lock()
+	_, ok := a.retiring[old]
+	delete(a.retiring, old)
+	r.mu.Unlock()
+	if ok {
+		shutdown(old)
+	}
+}
+
+// shutdownLocked takes every announcement of a out of the timers' hands and
+// returns them, to be shut down without r.mu (Shutdown sends packets).
+// Caller must hold r.mu.
+func (a *announced) shutdownLocked() []*responder {
+	out := []*responder{a.server}
+	for old, timer := range a.retiring {
+		timer.Stop()
+		out = append(out, old)
+	}
+	clear(a.retiring)
+	return out
 }
 
 func (r *Registry) interfaceIPs() []string {
@@ -223,19 +310,20 @@ func (r *Registry) Deregister(ctx context.Context, s *resolver.Service) error {
 	if s == nil {
 		return fmt.Errorf("%w: nil service", resolver.ErrInvalidService)
 	}
+	if err := resolver.ValidateName(s.Name); err != nil {
+		return err
+	}
 	r.mu.Lock()
-	var stop []*announced
+	var stop []*responder
 	for _, n := range s.Nodes {
 		key := s.Name + "/" + n.ID
 		if a, ok := r.servers[key]; ok {
-			stop = append(stop, a)
+			stop = append(stop, a.shutdownLocked()...)
 			delete(r.servers, key)
 		}
 	}
 	r.mu.Unlock()
-	for _, a := range stop {
-		a.server.Shutdown()
-	}
+	shutdown(stop...)
 	return nil
 }
 
@@ -306,13 +394,14 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	r.closed = true
-	servers := r.servers
+	var stop []*responder
+	for _, a := range r.servers {
+		stop = append(stop, a.shutdownLocked()...)
+	}
 	r.servers = nil
 	b := r.browser
 	r.mu.Unlock()
-	for _, a := range servers {
-		a.server.Shutdown()
-	}
+	shutdown(stop...)
 	if b != nil {
 		b.close()
 	}

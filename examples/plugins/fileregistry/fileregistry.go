@@ -7,7 +7,9 @@
 //
 // and `--registry=file --registry_address=/some/dir` selects it. It is a
 // demonstration of the plugin mechanism, not a production registry: watches
-// poll the directory.
+// poll the directory. Its test shows how a plugin checks that it keeps the
+// registry contract: it runs the conformance kit,
+// github.com/microgrpc/microgrpc/resolver/registrytest.
 package fileregistry
 
 import (
@@ -19,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,19 +82,49 @@ func (r *registry) Register(_ context.Context, s *resolver.Service, opts ...reso
 		if err != nil {
 			return err
 		}
-		// Write then rename, so readers never see half a file.
-		tmp := r.path(s.Name, n.ID) + ".tmp"
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, r.path(s.Name, n.ID)); err != nil {
+		if err := r.write(r.path(s.Name, n.ID), data); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// write replaces the file at path by writing a temporary file and renaming
+// it, so readers never see half a file. The temporary file's name is
+// unique: registrations of one node from several goroutines or processes
+// (heartbeats) must not write into, or rename away, each other's.
+func (r *registry) write(path string, data []byte) error {
+	f, err := os.CreateTemp(r.dir, filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
 func (r *registry) Deregister(_ context.Context, s *resolver.Service) error {
+	// Names become file names: one with '/' (or "..") would remove a file
+	// outside the directory, so they are refused as Register refuses them.
+	if s == nil {
+		return fmt.Errorf("%w: nil service", resolver.ErrInvalidService)
+	}
+	if err := resolver.ValidateName(s.Name); err != nil {
+		return err
+	}
+	for _, n := range s.Nodes {
+		if n.ID == "" || strings.Contains(n.ID, "/") {
+			return fmt.Errorf("%w: service %q: node id %q", resolver.ErrInvalidService, s.Name, n.ID)
+		}
+	}
 	for _, n := range s.Nodes {
 		if err := os.Remove(r.path(s.Name, n.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
