@@ -18,7 +18,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/microgrpc/microgrpc/internal/netns"
 )
@@ -49,6 +51,10 @@ func main() {
 		}
 	}()
 	err := cmd.Wait()
+	// What the command left running in the namespace (a server started in
+	// the background by a shell, whose "go run" was killed but not its
+	// program) would keep running unseen: end it too.
+	endLeftovers()
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
@@ -56,5 +62,43 @@ func main() {
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "netns-run:", err)
 		os.Exit(1)
+	}
+}
+
+// endLeftovers sends SIGTERM to every other process in this network
+// namespace, and SIGKILL to those still there after two seconds. The
+// namespace is ours alone, so they are the command's.
+func endLeftovers() {
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return
+	}
+	others := func() []int {
+		var pids []int
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/net"); err == nil && ns == self {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	pids := others()
+	if len(pids) == 0 {
+		return
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(others()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, pid := range others() {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }

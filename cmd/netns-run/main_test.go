@@ -67,3 +67,35 @@ func TestRunsInAPrivateNamespace(t *testing.T) {
 		t.Fatalf("no command: %v, want usage and exit code 2", err)
 	}
 }
+
+// A process the command leaves running in the namespace is ended when
+// the command ends.
+func TestLeftoversEnded(t *testing.T) {
+	bin := build(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	// sleep in the background, its pid written down, then the shell exits.
+	if out, err := exec.CommandContext(ctx, bin, "sh", "-c", "sleep 300 & echo $! > "+pidFile).CombinedOutput(); err != nil {
+		if strings.Contains(string(out), "namespace") {
+			t.Skipf("no network namespaces here: %s", out)
+		}
+		t.Fatalf("%v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(raw))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil || strings.Contains(string(stat), ") Z ") {
+			return // gone (or a zombie waiting for its reaper)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the background process %s still runs after netns-run returned", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
