@@ -206,7 +206,14 @@ func (s *Service) registryLocked() (resolver.Registry, error) {
 	if s.opts.registryName == builtin.RegistryMDNS && len(addrs) == 0 {
 		addrs = s.opts.mdnsInterfaces // mdns takes interface names as its addresses
 	}
-	s.reg, s.regErr = plugins.NewRegistry(s.opts.registryName, addrs)
+	ro := plugins.RegistryOptions{Addrs: addrs}
+	if src, err := s.tlsSourceLocked(); err != nil {
+		s.regErr = err
+		return nil, err
+	} else if src != nil {
+		ro.TLS = src.ClientConfig()
+	}
+	s.reg, s.regErr = plugins.NewRegistry(s.opts.registryName, ro)
 	if s.regErr != nil {
 		s.regErr = fmt.Errorf("micro: %w", s.regErr)
 	}

@@ -30,10 +30,21 @@ import (
 // the error lists the names that are known.
 var ErrUnknownPlugin = errors.New("plugins: unknown plugin")
 
-// RegistryFactory makes a registry. addrs are the addresses given with
-// --registry_address / MICRO_REGISTRY_ADDRESS (empty for the plugin's own
-// default or environment).
-type RegistryFactory func(addrs []string) (resolver.Registry, error)
+// RegistryFactory makes a registry from what the service knows.
+type RegistryFactory func(o RegistryOptions) (resolver.Registry, error)
+
+// RegistryOptions is what a service hands a registry plugin.
+type RegistryOptions struct {
+	// Addrs are the addresses given with --registry_address /
+	// MICRO_REGISTRY_ADDRESS (empty for the plugin's own default or
+	// environment).
+	Addrs []string
+	// TLS is the service's client TLS (micro.WithTLS), nil when it is off.
+	// A registry whose addresses ask for TLS (etcd at https://...) verifies
+	// the server with it and presents the service's certificate; without
+	// it, the system's roots.
+	TLS *tls.Config
+}
 
 // BrokerFactory makes a broker from what the service knows.
 type BrokerFactory func(o BrokerOptions) (broker.Broker, error)
@@ -117,12 +128,12 @@ func RegisterRegistry(name string, f RegistryFactory) { registries.register(name
 
 // NewRegistry makes a registry with the plugin called name. An unknown name
 // gives an error wrapping ErrUnknownPlugin that lists the known names.
-func NewRegistry(name string, addrs []string) (resolver.Registry, error) {
+func NewRegistry(name string, o RegistryOptions) (resolver.Registry, error) {
 	f, err := registries.get(name)
 	if err != nil {
 		return nil, err
 	}
-	r, err := f(addrs)
+	r, err := f(o)
 	if err != nil {
 		return nil, fmt.Errorf("plugins: registry %q: %w", name, err)
 	}

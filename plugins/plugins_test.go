@@ -24,7 +24,7 @@ func TestBuiltinNames(t *testing.T) {
 }
 
 func TestUnknownNameListsKnownOnes(t *testing.T) {
-	_, err := plugins.NewRegistry("consul", nil)
+	_, err := plugins.NewRegistry("consul", plugins.RegistryOptions{})
 	if !errors.Is(err, plugins.ErrUnknownPlugin) || !strings.Contains(err.Error(), "etcd, mdns, memory") {
 		t.Fatalf("NewRegistry(consul) = %v", err)
 	}
@@ -40,11 +40,11 @@ func TestDuplicateRegistrationPanics(t *testing.T) {
 			t.Fatal("registering a taken name did not panic")
 		}
 	}()
-	plugins.RegisterRegistry("memory", func([]string) (resolver.Registry, error) { return nil, nil })
+	plugins.RegisterRegistry("memory", func(plugins.RegistryOptions) (resolver.Registry, error) { return nil, nil })
 }
 
 func TestMemoryPlugin(t *testing.T) {
-	r, err := plugins.NewRegistry("memory", nil)
+	r, err := plugins.NewRegistry("memory", plugins.RegistryOptions{})
 	if err != nil || r.String() != "memory" {
 		t.Fatal(r, err)
 	}

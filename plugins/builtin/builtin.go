@@ -60,12 +60,12 @@ func init() {
 	})
 
 	// A memory registry lives in one process: addresses make no sense for it.
-	plugins.RegisterRegistry(RegistryMemory, func([]string) (resolver.Registry, error) {
+	plugins.RegisterRegistry(RegistryMemory, func(plugins.RegistryOptions) (resolver.Registry, error) {
 		return memory.NewRegistry(), nil
 	})
 	// mdns: the addresses are interface names; none means
 	// $MICRO_MDNS_INTERFACES or every up, multicast-capable interface.
-	plugins.RegisterRegistry(RegistryMDNS, func(addrs []string) (resolver.Registry, error) {
-		return mdns.NewRegistry(mdns.WithInterfaces(addrs...))
+	plugins.RegisterRegistry(RegistryMDNS, func(o plugins.RegistryOptions) (resolver.Registry, error) {
+		return mdns.NewRegistry(mdns.WithInterfaces(o.Addrs...))
 	})
 }

@@ -36,11 +36,11 @@ const Name = "file"
 const PollInterval = 100 * time.Millisecond
 
 func init() {
-	plugins.RegisterRegistry(Name, func(addrs []string) (resolver.Registry, error) {
-		if len(addrs) != 1 {
-			return nil, fmt.Errorf("fileregistry: want exactly one directory as the registry address, got %d", len(addrs))
+	plugins.RegisterRegistry(Name, func(o plugins.RegistryOptions) (resolver.Registry, error) {
+		if len(o.Addrs) != 1 {
+			return nil, fmt.Errorf("fileregistry: want exactly one directory as the registry address, got %d", len(o.Addrs))
 		}
-		return New(addrs[0])
+		return New(o.Addrs[0])
 	})
 }
 
