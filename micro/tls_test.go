@@ -18,6 +18,7 @@ import (
 	"github.com/microgrpc/microgrpc/interceptors/auth"
 	"github.com/microgrpc/microgrpc/internal/certs"
 	"github.com/microgrpc/microgrpc/internal/certs/certstest"
+	"github.com/microgrpc/microgrpc/internal/etcdtest"
 	"github.com/microgrpc/microgrpc/micro"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -229,4 +230,25 @@ func TestTLSPubSub(t *testing.T) {
 		t.Fatalf("the handler got %q from a publisher without a certificate", id)
 	default:
 	}
+}
+
+// With TLS on, the service talks TLS to etcd too (https://, verified with
+// the service's CA, its certificate shown): registration and Dial work
+// end to end over TLS.
+func TestTLSWithEtcd(t *testing.T) {
+	p := newPKI(t, "ca")
+	ef, err := p.ca.Write(p.dir, "etcd", certstest.ForHost("etcd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := etcdtest.StartTLS(etcdtest.TLSFiles{Cert: ef.Cert, Key: ef.Key, CA: ef.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	plugin := micro.WithRegistryPlugin("etcd", "https://"+srv.Endpoint())
+	node := startDefault(t, plugin, withTLS(p.server))
+	client := micro.NewService(micro.WithName("client"), micro.WithLogger(quietLogger), plugin, withTLS(p.client))
+	defer client.Close()
+	callAll(t, client, map[string]bool{node.ID(): true})
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -24,18 +25,29 @@ type Server struct {
 	dir        string
 	clientPort int
 	peerPort   int
+	tls        *TLSFiles // nil: plaintext
 
 	mu sync.Mutex
 	e  *embed.Etcd
 }
 
+// TLSFiles are the PEM files of a server with TLS on its client port:
+// it serves Cert and requires client certificates signed by CA.
+type TLSFiles struct{ Cert, Key, CA string }
+
 // Start starts a server in a new temporary directory. Call Close when done.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return start(nil) }
+
+// StartTLS is Start with TLS (and client certificates) on the client
+// port; clients reach it at "https://" + Endpoint().
+func StartTLS(f TLSFiles) (*Server, error) { return start(&f) }
+
+func start(tlsFiles *TLSFiles) (*Server, error) {
 	dir, err := os.MkdirTemp("", "etcdtest-")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir}
+	s := &Server{dir: dir, tls: tlsFiles}
 	if s.clientPort, err = freePort(); err != nil {
 		return nil, err
 	}
@@ -63,6 +75,10 @@ func (s *Server) start() error {
 	cfg.Name = "etcdtest"
 	cfg.Dir = s.dir
 	cu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", s.clientPort)}
+	if s.tls != nil {
+		cu.Scheme = "https"
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: s.tls.Cert, KeyFile: s.tls.Key, TrustedCAFile: s.tls.CA, ClientCertAuth: true}
+	}
 	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", s.peerPort)}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
