@@ -3,8 +3,10 @@ package http_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -184,4 +186,44 @@ func TestBusySubscriberRefusesMore(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// 100 MiB sent to the subscriber endpoint is refused without being held
+// in memory.
+func TestHugePostRefusedWithBoundedMemory(t *testing.T) {
+	reg := memory.NewRegistry()
+	sub := brokertest.New(t, func(*testing.T) broker.Broker {
+		return httpbroker.NewBroker(httpbroker.WithRegistry(reg), httpbroker.WithAddress("127.0.0.1:0"), httpbroker.WithLogger(quiet))
+	})
+	if _, err := sub.Subscribe("huge", func(context.Context, broker.Event) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", subscriberAddr(t, reg, "huge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const size = 100 << 20
+	if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", httpbroker.StreamPath, size); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	sent := 0
+	for sent < size {
+		n, err := c.Write(chunk)
+		sent += n
+		if err != nil {
+			break // the subscriber closed the connection: refused early
+		}
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 32<<20 {
+		t.Fatalf("the heap grew by %d MiB for a %d MiB POST", grown>>20, size>>20)
+	}
+	t.Logf("sent %d MiB before the subscriber closed the connection", sent>>20)
 }
