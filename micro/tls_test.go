@@ -19,6 +19,7 @@ import (
 	"github.com/microgrpc/microgrpc/internal/certs"
 	"github.com/microgrpc/microgrpc/internal/certs/certstest"
 	"github.com/microgrpc/microgrpc/internal/etcdtest"
+	"github.com/microgrpc/microgrpc/internal/natstest"
 	"github.com/microgrpc/microgrpc/micro"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -251,4 +252,55 @@ func TestTLSWithEtcd(t *testing.T) {
 	client := micro.NewService(micro.WithName("client"), micro.WithLogger(quietLogger), plugin, withTLS(p.client))
 	defer client.Close()
 	callAll(t, client, map[string]bool{node.ID(): true})
+}
+
+// With TLS on and a tls:// NATS URL, the NATS broker verifies the server
+// with the service's CA and shows the service's certificate: messages go
+// through a NATS server that requires client certificates.
+func TestTLSWithNATS(t *testing.T) {
+	p := newPKI(t, "ca")
+	nf, err := p.ca.Write(p.dir, "nats", certstest.ForHost("nats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := certs.New(certs.Files{CertFile: nf.Cert, KeyFile: nf.Key, CAFile: nf.CA}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := src.ServerConfig()
+	cfg.ClientCAs = src.Pool() // so that the server asks for client certificates
+	ns, err := natstest.StartTLS(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { natstest.Stop(ns) })
+	url := strings.Replace(ns.ClientURL(), "nats://", "tls://", 1)
+	brokerOpt := micro.WithBrokerPlugin("nats", url)
+	reg := memory.NewRegistry()
+	got := make(chan string, 10)
+	startServiceWithSetup(t, reg, "subscriber", func(svc *micro.Service) {
+		if err := micro.RegisterSubscriber("nats-tls", svc, func(_ context.Context, e *pb.Event) error {
+			got <- e.GetId()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}, withTLS(p.server), brokerOpt)
+	pub := newClient(t, reg, withTLS(p.client), brokerOpt)
+	if err := micro.NewPublisher("nats-tls", pub).Publish(testCtx(t), &pb.Event{Id: "over-tls"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-got:
+		if id != "over-tls" {
+			t.Fatalf("got %q", id)
+		}
+	case <-time.After(defaultTestTimeout):
+		t.Fatal("the message did not arrive over TLS")
+	}
+	// Without a certificate the NATS server refuses the connection.
+	anon := newClient(t, reg, micro.WithTLS("", "", p.client.CA), brokerOpt)
+	if err := micro.NewPublisher("nats-tls", anon).Publish(testCtx(t), &pb.Event{Id: "anon"}); err == nil {
+		t.Fatal("a publisher without a client certificate reached the NATS server")
+	}
 }

@@ -3,6 +3,7 @@
 package natstest
 
 import (
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -24,6 +25,14 @@ func StartOn(port int) (*server.Server, error) {
 // same dir and port, it is the same server after a restart.
 func StartJetStream(dir string, port int) (*server.Server, error) {
 	return start(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, JetStream: true, StoreDir: dir})
+}
+
+// StartTLS starts a server that speaks TLS only (clients dial
+// tls://127.0.0.1:port) and, with ClientCAs set in cfg, requires client
+// certificates.
+func StartTLS(cfg *tls.Config) (*server.Server, error) {
+	return start(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		TLS: true, TLSConfig: cfg, TLSVerify: cfg.ClientCAs != nil, TLSTimeout: 5})
 }
 
 func start(opts *server.Options) (*server.Server, error) {
