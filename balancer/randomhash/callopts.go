@@ -14,6 +14,7 @@ import (
 type callState struct {
 	key      string
 	hasKey   bool
+	node     string
 	version  string
 	metadata [][2]string
 
@@ -34,13 +35,21 @@ func (cs *callState) addTried(id string) {
 	cs.mu.Unlock()
 }
 
-func (cs *callState) filtered() bool { return cs.version != "" || len(cs.metadata) > 0 }
+func (cs *callState) filtered() bool {
+	return cs.node != "" || cs.version != "" || len(cs.metadata) > 0
+}
 
 // describeFilter names the call's filters for error messages.
 func (cs *callState) describeFilter() string {
 	s := ""
+	if cs.node != "" {
+		s = "node=" + cs.node
+	}
 	if cs.version != "" {
-		s = "version=" + cs.version
+		if s != "" {
+			s += ", "
+		}
+		s += "version=" + cs.version
 	}
 	for _, kv := range cs.metadata {
 		if s != "" {
@@ -72,6 +81,15 @@ func WithHashKey(key string) CallOption {
 // matches, the call fails with UNAVAILABLE naming the filter.
 func FilterVersion(v string) CallOption {
 	return CallOption{apply: func(cs *callState) { cs.version = v }}
+}
+
+// FilterNode restricts the call to one node: the one with this registry
+// node id (for endpoints from another resolver, this address). It is for
+// looking at one node from outside (the micro command's --node); a retry
+// goes to the same node again. When the node is not in the service's node
+// list the call fails with UNAVAILABLE naming the filter.
+func FilterNode(id string) CallOption {
+	return CallOption{apply: func(cs *callState) { cs.node = id }}
 }
 
 // FilterMetadata restricts the call to nodes whose metadata has key=value

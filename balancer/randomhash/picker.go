@@ -245,6 +245,14 @@ func matches(c *child, cs *callState) bool {
 	if cs == nil || !cs.filtered() {
 		return true
 	}
+	// The node filter works on endpoints of any resolver: c.id is the
+	// node id, or the address where there is none.
+	if cs.node != "" && c.id != cs.node {
+		return false
+	}
+	if cs.version == "" && len(cs.metadata) == 0 {
+		return true
+	}
 	if c.info == nil {
 		return false
 	}

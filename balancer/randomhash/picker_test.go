@@ -3,6 +3,7 @@ package randomhash
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -72,13 +73,16 @@ func BenchmarkPick(b *testing.B) {
 func TestPickAllocatesNothing(t *testing.T) {
 	p := testPicker(300)
 	cs := &callState{key: "k", hasKey: true, tried: make([]string, 0, 1)}
+	node := &callState{node: "node-7", tried: make([]string, 0, 1)}
 	for name, ctx := range map[string]context.Context{
 		"plain": context.Background(),
 		"hash":  context.WithValue(context.Background(), callStateKey{}, cs),
+		"node":  context.WithValue(context.Background(), callStateKey{}, node),
 	} {
 		info := balancer.PickInfo{Ctx: ctx}
 		allocs := testing.AllocsPerRun(1000, func() {
 			cs.tried = cs.tried[:0]
+			node.tried = node.tried[:0]
 			if _, err := p.Pick(info); err != nil {
 				t.Fatal(err)
 			}
@@ -86,6 +90,32 @@ func TestPickAllocatesNothing(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%s pick allocates %.1f times", name, allocs)
 		}
+	}
+}
+
+// FilterNode picks exactly the named node, by node id, whatever else is
+// ready; the filter applies to endpoints without node information too
+// (their id is their address).
+func TestFilterNodePicksThatNode(t *testing.T) {
+	p := testPicker(5)
+	cs := &callState{node: "node-3"}
+	info := balancer.PickInfo{Ctx: context.WithValue(context.Background(), callStateKey{}, cs)}
+	for range 50 {
+		cs.tried = cs.tried[:0]
+		if _, err := p.Pick(info); err != nil {
+			t.Fatal(err)
+		}
+		if cs.tried[0] != "node-3" {
+			t.Fatalf("picked %s, want node-3", cs.tried[0])
+		}
+	}
+	if !matches(&child{id: "10.0.0.1:80"}, &callState{node: "10.0.0.1:80"}) || matches(&child{id: "10.0.0.2:80"}, &callState{node: "10.0.0.1:80"}) {
+		t.Fatal("the node filter does not match endpoints without node information by address")
+	}
+	cs = &callState{node: "node-9"}
+	_, err := p.Pick(balancer.PickInfo{Ctx: context.WithValue(context.Background(), callStateKey{}, cs)})
+	if err == nil || !strings.Contains(err.Error(), "node=node-9") {
+		t.Fatalf("pick of an unknown node: %v, want an error naming the filter", err)
 	}
 }
 

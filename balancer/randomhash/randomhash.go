@@ -5,7 +5,8 @@
 // call; a node that keeps failing with UNAVAILABLE, or keeps missing
 // deadlines while other nodes answer (a frozen process), is ejected for a
 // growing cool-down; and calls can be restricted to nodes of a version or with a
-// metadata label ([FilterVersion], [FilterMetadata]).
+// metadata label ([FilterVersion], [FilterMetadata]), or to one node
+// ([FilterNode]).
 //
 // # Using it
 //

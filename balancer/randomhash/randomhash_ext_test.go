@@ -272,6 +272,8 @@ func TestFilters(t *testing.T) {
 		{"version v1", []grpc.CallOption{randomhash.FilterVersion("v1")}, map[string]bool{"v1a": true, "v1b": true}},
 		{"zone a", []grpc.CallOption{randomhash.FilterMetadata("zone", "a")}, map[string]bool{"v1a": true, "v2a": true}},
 		{"v1 in zone b", []grpc.CallOption{randomhash.FilterVersion("v1"), randomhash.FilterMetadata("zone", "b")}, map[string]bool{"v1b": true}},
+		{"node v1b", []grpc.CallOption{randomhash.FilterNode("v1b")}, map[string]bool{"v1b": true}},
+		{"node v2a in zone a", []grpc.CallOption{randomhash.FilterNode("v2a"), randomhash.FilterMetadata("zone", "a")}, map[string]bool{"v2a": true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,6 +293,10 @@ func TestFilters(t *testing.T) {
 	_, err := c.Hello(ctx(t), &pb.Request{}, randomhash.FilterVersion("v9"))
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "version=v9") {
 		t.Fatalf("no matching node: %v, want UNAVAILABLE naming the filter", err)
+	}
+	_, err = c.Hello(ctx(t), &pb.Request{}, randomhash.FilterNode("nope"))
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "node=nope") {
+		t.Fatalf("unknown node: %v, want UNAVAILABLE naming the filter", err)
 	}
 }
 
