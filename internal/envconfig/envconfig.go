@@ -53,6 +53,10 @@ var (
 	TLSCAFile            = Setting{"tls_ca_file", "MICRO_TLS_CA_FILE", "PEM CA bundle: servers are verified against it, and servers require client certificates signed by it (mutual TLS)", "none: the system's roots, no client certificates"}
 )
 
+// CommandLogLevel is the micro command's own setting (not a service's, so
+// not in All): how much the command logs.
+var CommandLogLevel = Setting{"", "MICRO_LOG_LEVEL", "how much the micro command logs: debug, info, warn or error", "error"}
+
 // All is every setting.
 var All = []Setting{
 	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress, BrokerToken,
