@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/microgrpc/microgrpc/internal/exampletest"
 	"github.com/microgrpc/microgrpc/internal/natstest"
@@ -28,14 +29,19 @@ func TestPublisherAndSubscribers(t *testing.T) {
 	if got := strings.Count(pub.Output(), "published "); got != n {
 		t.Fatalf("publisher published %d of %d:\n%s", got, n, pub.Output())
 	}
-	// http delivery is synchronous: every published event was handled.
+	// http delivery is synchronous: every published event was handled. The
+	// subscribers' output reaches us through pipes, a moment later.
+	deadline := time.Now().Add(10 * time.Second)
 	for i := 1; i <= n; i++ {
 		line := fmt.Sprintf("received %d ", i)
+		handled := func() int { return strings.Count(w1.Output(), line) + strings.Count(w2.Output(), line) }
+		for (!strings.Contains(all.Output(), line) || handled() == 0) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
 		if !strings.Contains(all.Output(), line) {
 			t.Errorf("plain subscriber missed event %d", i)
 		}
-		c := strings.Count(w1.Output(), line) + strings.Count(w2.Output(), line)
-		if c != 1 {
+		if c := handled(); c != 1 {
 			t.Errorf("event %d handled %d times by the queue group, want once", i, c)
 		}
 	}
