@@ -46,18 +46,26 @@ func TestRecordsSpans(t *testing.T) {
 	if _, err := pb.NewGreeterClient(client.Dial("greeter")).Hello(ctx, &pb.Request{}, grpc.WaitForReady(true)); err != nil {
 		t.Fatal(err)
 	}
+	// The server's span ends after it sent the answer, which the client
+	// may have read already: wait for it.
 	var server, clientSpan bool
 	var traceIDs []string
-	for _, s := range rec.Ended() {
-		if s.Name() != "greeter.Greeter/Hello" {
-			continue
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		server, clientSpan, traceIDs = false, false, nil
+		for _, s := range rec.Ended() {
+			if s.Name() != "greeter.Greeter/Hello" {
+				continue
+			}
+			traceIDs = append(traceIDs, s.SpanContext().TraceID().String())
+			switch s.SpanKind().String() {
+			case "server":
+				server = true
+			case "client":
+				clientSpan = true
+			}
 		}
-		traceIDs = append(traceIDs, s.SpanContext().TraceID().String())
-		switch s.SpanKind().String() {
-		case "server":
-			server = true
-		case "client":
-			clientSpan = true
+		if server && clientSpan {
+			break
 		}
 	}
 	if !server || !clientSpan || len(traceIDs) < 2 || traceIDs[0] != traceIDs[1] {
