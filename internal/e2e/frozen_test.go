@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/microgrpc/microgrpc/internal/etcdtest"
+	"github.com/microgrpc/microgrpc/internal/exampletest"
 	"github.com/microgrpc/microgrpc/internal/greetertest"
 	"github.com/microgrpc/microgrpc/micro"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
@@ -29,15 +27,11 @@ const (
 	envEtcd = "MICROGRPC_E2E_ETCD"
 )
 
-// runNode is a greeter node registered in etcd, until SIGTERM or its
-// standard input closes.
+// runNode is a greeter node registered in etcd, until SIGTERM (or five
+// minutes, should the test die).
 func runNode() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		cancel()
-	}()
 	svc := micro.NewService(micro.WithName("greeter"), micro.WithID(os.Getenv(envNode)),
 		micro.WithAddress("127.0.0.1:0"), micro.WithRegistryPlugin("etcd", os.Getenv(envEtcd)),
 		micro.WithContext(ctx), micro.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
@@ -50,64 +44,13 @@ func runNode() int {
 	return 0
 }
 
-// node is a running node process.
-type node struct {
-	id    string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan struct{}
-}
-
-func startNode(t *testing.T, id, etcdAddr string) *node {
+// startNode runs the test binary again as node id, and waits until it
+// is registered.
+func startNode(t *testing.T, id, etcdAddr string) *exampletest.Process {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envNode+"="+id, envEtcd+"="+etcdAddr)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	n := &node{id: id, cmd: cmd, stdin: stdin, done: make(chan struct{})}
-	ready := make(chan struct{})
-	go func() {
-		defer close(n.done)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				close(ready)
-			}
-		}
-		cmd.Wait()
-	}()
-	t.Cleanup(n.stop)
-	select {
-	case <-ready:
-	case <-n.done:
-		t.Fatalf("node %s exited before it was ready", id)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("node %s not ready", id)
-	}
+	n := exampletest.Start(t, os.Args[0], []string{envNode + "=" + id, envEtcd + "=" + etcdAddr}, "-test.run=^$")
+	n.WaitFor("ready")
 	return n
-}
-
-// stop ends the node gracefully, or kills it after a while; a stopped
-// (SIGSTOP) node is continued first.
-func (n *node) stop() {
-	n.cmd.Process.Signal(syscall.SIGCONT)
-	n.stdin.Close()
-	select {
-	case <-n.done:
-	case <-time.After(20 * time.Second):
-		n.cmd.Process.Kill()
-		<-n.done
-	}
 }
 
 // outcome is one call: when it started, whether it failed, who answered.
@@ -131,7 +74,7 @@ func TestFrozenNodeAmongThree(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(etcd.Close) // after the nodes' cleanups: they deregister
-	nodes := map[string]*node{}
+	nodes := map[string]*exampletest.Process{}
 	for _, id := range []string{"n1", "n2", "n3"} {
 		nodes[id] = startNode(t, id, etcd.Endpoint())
 	}
@@ -184,12 +127,13 @@ func TestFrozenNodeAmongThree(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	frozen := nodes["n2"]
+	const frozenID = "n2"
+	frozen := nodes[frozenID]
 	freeze := time.Now()
-	frozen.cmd.Process.Signal(syscall.SIGSTOP)
+	frozen.Signal(syscall.SIGSTOP)
 	time.Sleep(10 * time.Second)
 	thaw := time.Now()
-	frozen.cmd.Process.Signal(syscall.SIGCONT)
+	frozen.Signal(syscall.SIGCONT)
 	// Back in rotation: calls started after the thaw reach it again.
 	var back time.Duration
 	for back == 0 {
@@ -199,7 +143,7 @@ func TestFrozenNodeAmongThree(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		mu.Lock()
 		for _, o := range outcomes {
-			if o.node == frozen.id && o.start.After(thaw) {
+			if o.node == frozenID && o.start.After(thaw) {
 				back = o.start.Sub(thaw)
 				break
 			}
@@ -226,7 +170,7 @@ func TestFrozenNodeAmongThree(t *testing.T) {
 				if o.failed {
 					lateFailed++
 				}
-				if o.node == frozen.id {
+				if o.node == frozenID {
 					lateToFrozen++
 				}
 			}

@@ -121,10 +121,15 @@ func (p *Process) Wait() error {
 	}
 }
 
+// Signal sends sig (SIGSTOP to freeze the process, SIGCONT to thaw it).
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Stop sends SIGTERM, waits for the exit (killing after the timeout) and
-// returns the exit error.
+// returns the exit error. A process frozen with SIGSTOP is continued, so
+// that it can act on the SIGTERM.
 func (p *Process) Stop() error {
 	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Process.Signal(syscall.SIGCONT)
 	select {
 	case <-p.done:
 		return p.err
