@@ -2,6 +2,7 @@ package randomhash
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -182,7 +183,7 @@ func (b *rhBalancer) runServiceHealth(ctx context.Context, h *nodeHealth) {
 }
 
 // errDone ends a watch for good: the server has no health service.
-var errDone = fmt.Errorf("randomhash: service health watch done")
+var errDone = errors.New("randomhash: service health watch done")
 
 // watchOnce runs one Watch stream. It returns nil when the stream
 // delivered at least one answer before it ended, errDone when there is

@@ -61,10 +61,15 @@ func (b *rhBalancer) newPicker(states []endpointsharding.ChildState) *picker {
 		if c.ready && p.cfg.serviceHealth && c.info != nil && c.info.HealthService != "" {
 			// Connected and healthy as a server; it must also serve the
 			// service (health.go).
-			switch h := b.healthFor(c.id); {
-			case h == nil || h.state.Load() == healthUnknown:
+			h := b.healthFor(c.id)
+			state := healthUnknown
+			if h != nil {
+				state = h.state.Load()
+			}
+			switch state {
+			case healthUnknown:
 				c.ready, waiting = false, true
-			case h.state.Load() == healthFailing:
+			case healthFailing:
 				c.ready = false
 				failing = append(failing, fmt.Sprintf("node %s %s", c.id, h.err()))
 			}
