@@ -37,7 +37,12 @@ type pipe struct {
 	// when the pipe's promise is kept (raw nats.go: at once).
 	publish func(ctx context.Context, body []byte) error
 	flush   func(ctx context.Context) error // after a round; nil if publish already waits
+	// async, when set, is used instead of publish: each publishing
+	// goroutine keeps up to asyncDepth publishes in flight and reads their
+	// results oldest first, the way a user of broker.PublishAsync would.
+	async   func(ctx context.Context, body []byte) <-chan error
 	handled atomic.Int64
+	pub     broker.Broker // the publishing broker, for pipes built on another
 	window  chan struct{} // messages published and not yet handled
 	close   func()
 
@@ -145,7 +150,7 @@ func (r *bytesReaderT) Read(p []byte) (int, error) {
 
 func bytesReader(b []byte) io.Reader { return &bytesReaderT{b: b} }
 
-func natsPipe(b *testing.B, srv *server.Server) *pipe {
+func natsPipe(b *testing.B, srv *server.Server, topic string) *pipe {
 	pub := natsbroker.NewBroker(natsbroker.WithURLs(srv.ClientURL()), natsbroker.WithLogger(quiet))
 	sub := natsbroker.NewBroker(natsbroker.WithURLs(srv.ClientURL()), natsbroker.WithLogger(quiet))
 	for _, br := range []broker.Broker{pub, sub} {
@@ -153,12 +158,12 @@ func natsPipe(b *testing.B, srv *server.Server) *pipe {
 			b.Fatal(err)
 		}
 	}
-	p := &pipe{name: "nats"}
-	if _, err := sub.Subscribe("bench.nats", func(context.Context, broker.Event) error { p.handle(); return nil }); err != nil {
+	p := &pipe{name: "nats", pub: pub}
+	if _, err := sub.Subscribe(topic, func(context.Context, broker.Event) error { p.handle(); return nil }); err != nil {
 		b.Fatal(err)
 	}
 	p.publish = func(ctx context.Context, body []byte) error {
-		return pub.Publish(ctx, "bench.nats", &broker.Message{Header: map[string]string{"content-type": "application/protobuf"}, Body: body})
+		return pub.Publish(ctx, topic, &broker.Message{Header: map[string]string{"content-type": "application/protobuf"}, Body: body})
 	}
 	p.close = func() {
 		pub.Disconnect(context.Background())
@@ -166,6 +171,24 @@ func natsPipe(b *testing.B, srv *server.Server) *pipe {
 	}
 	return p
 }
+
+// natsAsyncPipe is our nats broker through broker.PublishAsync: the same
+// promise per message (a nil result: the server has it), without the
+// publisher waiting for each before the next.
+func natsAsyncPipe(b *testing.B, srv *server.Server) *pipe {
+	p := natsPipe(b, srv, "bench.nats-async")
+	p.name = "nats-async"
+	pub := p.pub
+	p.async = func(ctx context.Context, body []byte) <-chan error {
+		return broker.PublishAsync(ctx, pub, "bench.nats-async", &broker.Message{Header: map[string]string{"content-type": "application/protobuf"}, Body: body})
+	}
+	return p
+}
+
+// asyncDepth is how many publishes one goroutine of an async pipe keeps
+// in flight: 16 goroutines then have up to 256, the window raw nats.go
+// gets.
+const asyncDepth = 16
 
 // jetstreamPipe is the jetstream broker: a nil Publish means the stream
 // stored the message.
@@ -251,16 +274,37 @@ func (p *pipe) round(b *testing.B, n, publishers int, measure bool) {
 			share++
 		}
 		wg.Go(func() {
+			var pending []<-chan error
+			wait := func() bool {
+				err := <-pending[0]
+				pending = pending[1:]
+				if err != nil {
+					failed.Store(err)
+				}
+				return err == nil
+			}
+			defer func() {
+				for len(pending) > 0 {
+					wait()
+				}
+			}()
 			for range share {
 				select {
 				case p.window <- struct{}{}:
 				case <-ctx.Done():
 					return
 				}
-				if err := p.publish(ctx, payload); err != nil {
-					failed.Store(err)
+				if p.async == nil {
+					if err := p.publish(ctx, payload); err != nil {
+						failed.Store(err)
+						return
+					}
+					continue
+				}
+				if len(pending) == asyncDepth && !wait() {
 					return
 				}
+				pending = append(pending, p.async(ctx, payload))
 			}
 		})
 	}
@@ -293,11 +337,13 @@ func (p *pipe) rate() float64 { return float64(p.msgs) / p.took.Seconds() }
 // messages, publisher and subscriber in one process over loopback, with 1
 // and 16 publishing goroutines (at most 64 and 256 messages in flight):
 // raw nats.go fire and forget, our nats broker (a nil Publish: the server
-// has it), our http broker (a nil Publish: the handler ran), and a naive
+// has it), the same through broker.PublishAsync (each goroutine keeping up
+// to asyncDepth in flight: the same promise per message), our http broker (a nil Publish: the handler ran), and a naive
 // HTTP broker (one net/http POST per message, keep-alive). Pipes run in
 // interleaved rounds of one run; it reports each pipe's msgs/s, CPU
 // microseconds and allocations per message (the whole process: publisher
-// and subscriber together), and the ratios nats/raw and http/naive. The
+// and subscriber together), and the ratios nats/raw, nats-async/raw and
+// http/naive. The
 // jetstream broker (a nil Publish: stored in a file-backed stream) runs
 // alongside, on a server of its own.
 func BenchmarkPublishHandled(b *testing.B) {
@@ -313,7 +359,7 @@ func BenchmarkPublishHandled(b *testing.B) {
 	defer natstest.Stop(jsSrv)
 	for _, tc := range []struct{ publishers, window int }{{1, 64}, {16, 256}} {
 		b.Run(fmt.Sprintf("publishers=%d", tc.publishers), func(b *testing.B) {
-			pipes := []*pipe{rawPipe(b, srv), natsPipe(b, srv), httpPipe(b), naivePipe(b), jetstreamPipe(b, jsSrv)}
+			pipes := []*pipe{rawPipe(b, srv), natsPipe(b, srv, "bench.nats"), natsAsyncPipe(b, srv), httpPipe(b), naivePipe(b), jetstreamPipe(b, jsSrv)}
 			defer func() {
 				for _, p := range pipes {
 					p.close()
@@ -338,6 +384,7 @@ func BenchmarkPublishHandled(b *testing.B) {
 			}
 			ratio := func(a, b string) float64 { return by[a].rate() / by[b].rate() }
 			b.ReportMetric(ratio("nats", "raw-nats.go"), "nats/raw")
+			b.ReportMetric(ratio("nats-async", "raw-nats.go"), "nats-async/raw")
 			b.ReportMetric(ratio("http", "naive-http"), "http/naive")
 			b.ReportMetric(ratio("jetstream", "raw-nats.go"), "jetstream/raw")
 			names := slices.Collect(func(yield func(string) bool) {
@@ -347,7 +394,7 @@ func BenchmarkPublishHandled(b *testing.B) {
 					}
 				}
 			})
-			fmt.Fprintf(os.Stderr, "publishers=%d: %v; nats/raw %.3f, http/naive %.3f\n", tc.publishers, names, ratio("nats", "raw-nats.go"), ratio("http", "naive-http"))
+			fmt.Fprintf(os.Stderr, "publishers=%d: %v; nats/raw %.3f, nats-async/raw %.3f, http/naive %.3f\n", tc.publishers, names, ratio("nats", "raw-nats.go"), ratio("nats-async", "raw-nats.go"), ratio("http", "naive-http"))
 		})
 	}
 }

@@ -25,6 +25,14 @@
 // and delivers it (again, until a handler takes it) to subscribers that
 // run later.
 //
+// # Waiting, or not
+//
+// Publish waits for its promise. PublishAsync returns at once and delivers
+// the same result on a channel, so a caller can keep many publishes in
+// flight: brokers let publishes that overlap share their round trips
+// (NATS one flush, http one request per subscriber), which a caller that
+// waits for each in turn cannot give them.
+//
 // # Concurrency and order
 //
 // Deliveries to one subscription run concurrently, up to MaxConcurrent at
@@ -134,6 +142,32 @@ type Broker interface {
 	String() string
 }
 
+// AsyncPublisher is a Broker that can start a publish without waiting for
+// its promise (broker/nats).
+type AsyncPublisher interface {
+	Broker
+	// PublishAsync starts publishing m to topic and returns at once. The
+	// channel receives one value: what Publish would have returned, so nil
+	// means the same as a nil Publish.
+	PublishAsync(ctx context.Context, topic string, m *Message, opts ...PublishOption) <-chan error
+}
+
+// PublishAsync starts publishing m through b and returns at once; the
+// channel receives one value, what b.Publish would have returned. A
+// caller that keeps several publishes in flight and then reads their
+// results gets throughput that waiting on each in turn cannot: the
+// brokers here let publishes that overlap share one round trip. It uses
+// b's own PublishAsync when b is an AsyncPublisher, and otherwise runs
+// b.Publish on a goroutine of its own (bounded by ctx, like Publish).
+func PublishAsync(ctx context.Context, b Broker, topic string, m *Message, opts ...PublishOption) <-chan error {
+	if ab, ok := b.(AsyncPublisher); ok {
+		return ab.PublishAsync(ctx, topic, m, opts...)
+	}
+	ack := make(chan error, 1)
+	go func() { ack <- b.Publish(ctx, topic, m, opts...) }()
+	return ack
+}
+
 // PublishOptions are the settings of one Publish.
 type PublishOptions struct {
 	// Header is merged over the message's own headers.
@@ -155,6 +189,13 @@ func WithHeader(key, value string) PublishOption {
 
 // NewPublishOptions applies opts.
 func NewPublishOptions(opts ...PublishOption) PublishOptions {
+	if len(opts) == 0 {
+		return PublishOptions{}
+	}
+	return newPublishOptions(opts)
+}
+
+func newPublishOptions(opts []PublishOption) PublishOptions {
 	var o PublishOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -163,8 +204,12 @@ func NewPublishOptions(opts ...PublishOption) PublishOptions {
 }
 
 // Prepare returns the message to send: m with the options' headers merged
-// in and header keys lower-cased.
+// in and header keys lower-cased. It returns m itself when there is
+// nothing to change; brokers only read the result.
 func (o PublishOptions) Prepare(m *Message) *Message {
+	if len(o.Header) == 0 && lowerKeys(m.Header) {
+		return m
+	}
 	out := &Message{Header: make(map[string]string, len(m.Header)+len(o.Header)), Body: m.Body}
 	for k, v := range m.Header {
 		out.Header[strings.ToLower(k)] = v
@@ -173,6 +218,17 @@ func (o PublishOptions) Prepare(m *Message) *Message {
 		out.Header[strings.ToLower(k)] = v
 	}
 	return out
+}
+
+func lowerKeys(h map[string]string) bool {
+	for k := range h {
+		for i := 0; i < len(k); i++ {
+			if c := k[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // DefaultMaxConcurrent is how many deliveries to one subscription run at
@@ -235,12 +291,21 @@ func NewSubscribeOptions(opts ...SubscribeOption) SubscribeOptions {
 // ValidateTopic checks a topic: not empty, no spaces, no '/' (topics are
 // also registry names), no NATS wildcards.
 func ValidateTopic(topic string) error {
-	switch {
-	case topic == "":
+	if topic == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidTopic)
-	case strings.ContainsAny(topic, "/*>"):
-		return fmt.Errorf("%w: %q contains '/', '*' or '>'", ErrInvalidTopic, topic)
-	case strings.IndexFunc(topic, unicode.IsSpace) >= 0:
+	}
+	// One pass over the bytes for the usual ASCII topic; the rest goes
+	// through the full checks.
+	plain := true
+	for i := 0; i < len(topic); i++ {
+		switch c := topic[i]; {
+		case c == '/' || c == '*' || c == '>':
+			return fmt.Errorf("%w: %q contains '/', '*' or '>'", ErrInvalidTopic, topic)
+		case c <= ' ' || c >= 0x7f:
+			plain = false
+		}
+	}
+	if !plain && strings.IndexFunc(topic, unicode.IsSpace) >= 0 {
 		return fmt.Errorf("%w: %q contains white space", ErrInvalidTopic, topic)
 	}
 	return nil
@@ -275,15 +340,25 @@ func (e *event) Ack() error {
 	return e.ack()
 }
 
+// invokeEvent is Invoke's Event: Ack only records that it was called.
+type invokeEvent struct {
+	topic string
+	m     *Message
+	acked bool
+}
+
+func (e *invokeEvent) Topic() string     { return e.topic }
+func (e *invokeEvent) Message() *Message { return e.m }
+func (e *invokeEvent) Ack() error        { e.acked = true; return nil }
+
 // Invoke runs h for one delivery and applies the ack rule: the delivery is
 // acknowledged when h returns nil and, without auto-ack, called Ack.
 func Invoke(ctx context.Context, h Handler, topic string, m *Message, autoAck bool) error {
-	acked := false
-	ev := NewEvent(topic, m, func() error { acked = true; return nil })
+	ev := &invokeEvent{topic: topic, m: m}
 	if err := h(ctx, ev); err != nil {
 		return err
 	}
-	if !autoAck && !acked {
+	if !autoAck && !ev.acked {
 		return errors.New("handler returned without calling Ack")
 	}
 	return nil

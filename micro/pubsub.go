@@ -105,7 +105,19 @@ func NewPublisher(topic string, svc *Service, opts ...PublishOption) *Publisher 
 
 // Publish encodes msg and publishes it to the publisher's topic.
 func (p *Publisher) Publish(ctx context.Context, msg any, opts ...PublishOption) error {
-	return p.svc.Publish(ctx, p.topic, msg, append(append([]PublishOption(nil), p.opts...), opts...)...)
+	return p.svc.Publish(ctx, p.topic, msg, p.with(opts)...)
+}
+
+// PublishAsync is Publish without waiting: see Service.PublishAsync.
+func (p *Publisher) PublishAsync(ctx context.Context, msg any, opts ...PublishOption) <-chan error {
+	return p.svc.PublishAsync(ctx, p.topic, msg, p.with(opts)...)
+}
+
+func (p *Publisher) with(opts []PublishOption) []PublishOption {
+	if len(opts) == 0 {
+		return p.opts
+	}
+	return append(append([]PublishOption(nil), p.opts...), opts...)
 }
 
 // Publish encodes msg by content-type (protobuf for proto messages unless
@@ -113,6 +125,32 @@ func (p *Publisher) Publish(ctx context.Context, msg any, opts ...PublishOption)
 // the message headers, and publishes it to topic. See package broker for
 // what a nil error promises with each broker.
 func (s *Service) Publish(ctx context.Context, topic string, msg any, opts ...PublishOption) error {
+	b, m, err := s.encode(ctx, topic, msg, opts)
+	if err != nil {
+		return err
+	}
+	return b.Publish(ctx, topic, m)
+}
+
+// PublishAsync is Publish without waiting for the broker's promise: it
+// returns at once, and the channel receives one value, what Publish would
+// have returned. A caller that keeps several publishes in flight and then
+// reads their results lets them share the broker's round trips (see
+// broker.PublishAsync); with NATS that is several times the throughput of
+// waiting on each.
+func (s *Service) PublishAsync(ctx context.Context, topic string, msg any, opts ...PublishOption) <-chan error {
+	b, m, err := s.encode(ctx, topic, msg, opts)
+	if err != nil {
+		ack := make(chan error, 1)
+		ack <- err
+		return ack
+	}
+	return broker.PublishAsync(ctx, b, topic, m)
+}
+
+// encode builds the broker message of a publish and returns the connected
+// broker to send it through.
+func (s *Service) encode(ctx context.Context, topic string, msg any, opts []PublishOption) (broker.Broker, *broker.Message, error) {
 	var o publishOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -123,7 +161,7 @@ func (s *Service) Publish(ctx context.Context, topic string, msg any, opts ...Pu
 	}
 	body, err := codec.Marshal(ct, msg)
 	if err != nil {
-		return fmt.Errorf("micro: publish to %q: %w", topic, err)
+		return nil, nil, fmt.Errorf("micro: publish to %q: %w", topic, err)
 	}
 	header := map[string]string{}
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
@@ -137,9 +175,9 @@ func (s *Service) Publish(ctx context.Context, topic string, msg any, opts ...Pu
 	header["content-type"] = ct
 	b, err := s.connectedBroker(ctx)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	return b.Publish(ctx, topic, &broker.Message{Header: header, Body: body})
+	return b, &broker.Message{Header: header, Body: body}, nil
 }
 
 // SubscriberOption configures RegisterSubscriber.

@@ -156,6 +156,23 @@ func TestPubSubEndToEnd(t *testing.T) {
 			if got := md.Get("x-user-id"); len(got) != 1 || got[0] != "42" {
 				t.Fatalf("metadata in the handler: %v", md)
 			}
+			// Without waiting, through the same Publisher: the result
+			// comes on the channel, and a value that cannot be encoded is
+			// an error there too.
+			n = r.count()
+			if err := <-p.PublishAsync(ctx, &pb.Event{Id: "3", Message: "async"}); err != nil {
+				t.Fatal(err)
+			}
+			r.waitCount(t, n+1)
+			r.mu.Lock()
+			async := r.events[len(r.events)-1]
+			r.mu.Unlock()
+			if async.GetMessage() != "async" {
+				t.Fatalf("async publish decoded as %v", async)
+			}
+			if err := <-pub.PublishAsync(ctx, "events", make(chan int)); err == nil {
+				t.Fatal("a channel was published")
+			}
 			omu.Lock()
 			if len(order) < 2 || order[0] != "outer" || order[1] != "inner" {
 				t.Fatalf("subscriber interceptors ran %v, want outer then inner", order)

@@ -1,6 +1,8 @@
 package memory_test
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -34,4 +36,29 @@ func TestConformance(t *testing.T) {
 		})
 		return b
 	}, brokertest.Caps{ReportsHandlerErrors: true})
+}
+
+// broker.PublishAsync on a broker without a PublishAsync of its own runs
+// Publish: the channel gets Publish's result, handler errors included.
+func TestPublishAsyncFallsBackToPublish(t *testing.T) {
+	ctx := context.Background()
+	b := memory.NewBroker()
+	if err := b.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Disconnect(ctx)
+	if _, err := b.Subscribe("t", func(_ context.Context, e broker.Event) error {
+		if string(e.Message().Body) == "bad" {
+			return errors.New("refused")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-broker.PublishAsync(ctx, b, "t", &broker.Message{Body: []byte("good")}); err != nil {
+		t.Fatalf("good: %v", err)
+	}
+	if err := <-broker.PublishAsync(ctx, b, "t", &broker.Message{Body: []byte("bad")}); !errors.Is(err, broker.ErrNotDelivered) {
+		t.Fatalf("bad: got %v, want ErrNotDelivered", err)
+	}
 }

@@ -11,14 +11,19 @@ import (
 
 // flusher publishes for concurrent publishers and proves to them that the
 // server has their messages with one round trip for all of them (group
-// commit). A publisher adds its message to the open batch. When no flush
-// is running it takes the batch and flushes it itself: writes its messages
-// (one socket write for many, instead of one each), then a PING after
-// them, whose PONG says the server processed everything before it. While a
-// flush is out, later publishers only join the next batch and wait; the
-// flusher goroutine takes over the batches that filled meanwhile, until
-// none is left. So a lone publisher pays no goroutine hand-off, and under
-// load a batch holds everything published during one round trip.
+// commit). A waiting publisher (publish) adds its message to the open
+// batch. When no flush is running it takes the batch and flushes it
+// itself: writes its messages (one socket write for many, instead of one
+// each), then a PING after them, whose PONG says the server processed
+// everything before it. While a flush is out, later publishers only join
+// the next batch and wait; the flusher goroutine takes over the batches
+// that filled meanwhile, until none is left. So a lone publisher pays no
+// goroutine hand-off, and under load a batch holds everything published
+// during one round trip.
+//
+// An asynchronous publish (publishAsync) writes its message at once and
+// joins the open batch only to learn of the PING after it; the flusher
+// goroutine leads those flushes, so the caller never waits.
 type flusher struct {
 	nc   *natsgo.Conn
 	kick chan struct{} // buffer 1: a batch is open
@@ -28,15 +33,46 @@ type flusher struct {
 	mu       sync.Mutex
 	open     *batch // the batch new publishers join; nil when none
 	flushing bool   // a publisher or the flusher goroutine is flushing
+	stopped  bool   // stop was called: nothing joins any more
 }
 
-// batch is the messages one flush covers; errs and err are set before done
-// is closed.
+// batch is the messages one flush covers; each entry's err and the batch's
+// err are set before done is closed.
 type batch struct {
-	msgs []*natsgo.Msg
-	errs []error // per message: the write's error
-	err  error   // the flush's error
-	done chan struct{}
+	entries []entry
+	err     error // the flush's error
+	done    chan struct{}
+}
+
+type entry struct {
+	m    *natsgo.Msg
+	sent bool       // written before it joined (an asynchronous publish)
+	ack  chan error // an asynchronous publish's result; nil for a waiting one
+	err  error      // the write's error
+}
+
+// result is entry i's outcome once done is closed.
+func (b *batch) result(i int) error {
+	if e := b.entries[i]; e.err != nil {
+		return e.err
+	}
+	return b.err
+}
+
+// finish tells the batch's publishers: the asynchronous ones through
+// their channels, the waiting ones by closing done.
+func (b *batch) finish() {
+	for i, e := range b.entries {
+		if e.ack == nil {
+			continue
+		}
+		if err := b.result(i); err != nil {
+			e.ack <- publishError(e.m.Subject, err)
+		} else {
+			e.ack <- nil
+		}
+	}
+	close(b.done)
 }
 
 // flushTimeout bounds one flush; a publisher's own ctx may end sooner.
@@ -52,19 +88,10 @@ func newFlusher(nc *natsgo.Conn) *flusher {
 // publish queues m and returns once a flush covered it (nil: the server
 // has it), or ctx ends.
 func (f *flusher) publish(ctx context.Context, m *natsgo.Msg) error {
-	f.mu.Lock()
-	b := f.open
-	if b == nil {
-		b = &batch{done: make(chan struct{})}
-		f.open = b
+	b, i, lead, ok := f.join(entry{m: m})
+	if !ok {
+		return natsgo.ErrConnectionClosed
 	}
-	i := len(b.msgs)
-	b.msgs = append(b.msgs, m)
-	lead := !f.flushing
-	if lead {
-		f.flushing = true
-	}
-	f.mu.Unlock()
 	if lead {
 		// Let the publishers that are ready join the batch first: a
 		// round trip costs far more than a yield.
@@ -80,22 +107,64 @@ func (f *flusher) publish(ctx context.Context, m *natsgo.Msg) error {
 		}
 		f.mu.Unlock()
 		if more {
-			select {
-			case f.kick <- struct{}{}:
-			default:
-			}
+			f.wake()
 		}
 	}
 	select {
 	case <-b.done:
-		if b.errs[i] != nil {
-			return b.errs[i]
-		}
-		return b.err
+		return b.result(i)
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-f.quit:
 		return natsgo.ErrConnectionClosed
+	}
+}
+
+// publishAsync writes m and returns at once; ack gets the result of the
+// flush after it (nil: the server has it). Written in the caller, the
+// messages reach the server while a flush is out, and the next flush
+// covers all of them.
+func (f *flusher) publishAsync(m *natsgo.Msg, ack chan error) {
+	if err := f.nc.PublishMsg(m); err != nil {
+		ack <- publishError(m.Subject, err)
+		return
+	}
+	_, _, lead, ok := f.join(entry{m: m, sent: true, ack: ack})
+	switch {
+	case !ok:
+		ack <- publishError(m.Subject, natsgo.ErrConnectionClosed)
+	case lead:
+		f.wake()
+	}
+}
+
+// join adds e to the open batch and reports whether the caller is to lead
+// its flush; ok is false once the flusher stopped.
+func (f *flusher) join(e entry) (b *batch, i int, lead, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return nil, 0, false, false
+	}
+	b = f.open
+	if b == nil {
+		b = &batch{done: make(chan struct{})}
+		f.open = b
+	}
+	i = len(b.entries)
+	b.entries = append(b.entries, e)
+	lead = !f.flushing
+	if lead {
+		f.flushing = true
+	}
+	return b, i, lead, true
+}
+
+// wake hands the open batches to the flusher goroutine.
+func (f *flusher) wake() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -124,19 +193,21 @@ func (f *flusher) run() {
 	}
 }
 
-// flush writes a batch's messages, flushes, and tells its publishers.
+// flush writes a batch's messages not yet written, flushes, and tells its
+// publishers.
 func (f *flusher) flush(b *batch) {
-	b.errs = make([]error, len(b.msgs))
 	written := false
-	for i, m := range b.msgs {
-		if b.errs[i] = f.nc.PublishMsg(m); b.errs[i] == nil {
-			written = true
+	for i := range b.entries {
+		e := &b.entries[i]
+		if !e.sent {
+			e.err = f.nc.PublishMsg(e.m)
 		}
+		written = written || e.err == nil
 	}
 	if written {
 		b.err = f.nc.FlushTimeout(flushTimeout)
 	}
-	close(b.done)
+	b.finish()
 }
 
 // fail ends the open batch with err.
@@ -146,14 +217,16 @@ func (f *flusher) fail(err error) {
 	f.open = nil
 	f.mu.Unlock()
 	if b != nil {
-		b.errs = make([]error, len(b.msgs))
 		b.err = err
-		close(b.done)
+		b.finish()
 	}
 }
 
 // stop ends the flusher goroutine; publishers still waiting get an error.
 func (f *flusher) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
 	close(f.quit)
 	f.wg.Wait()
 }

@@ -9,6 +9,10 @@
 // Concurrent publishes share the round trip that proves it (group commit):
 // one PING written after their messages, answered by one PONG, covers them
 // all, so the promise costs one round trip per batch, not per message.
+// PublishAsync (broker.PublishAsync) writes the message at once and
+// delivers the result of the flush after it on a channel; a publisher
+// with many in flight gets them covered by far fewer flushes than as many
+// waiting goroutines would.
 //
 // Deliveries to one subscription run concurrently up to MaxConcurrent;
 // with MaxConcurrent(1) they run one at a time in the order the server
@@ -24,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -31,7 +36,6 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/microgrpc/microgrpc/broker"
-	"github.com/microgrpc/microgrpc/broker/internal/limit"
 	"github.com/microgrpc/microgrpc/broker/internal/natsconn"
 	"github.com/microgrpc/microgrpc/internal/envconfig"
 )
@@ -143,6 +147,17 @@ func (b *natsBroker) Disconnect(ctx context.Context) error {
 		return nil
 	}
 	defer fl.stop()
+	// Whatever happens below, the connection ends closed: no callback
+	// hands a worker anything any more, so the workers can go once they
+	// finished what they hold.
+	defer func() {
+		b.mu.Lock()
+		subs := b.subs
+		b.mu.Unlock()
+		for s := range subs {
+			s.stopWorkers()
+		}
+	}()
 	closed := make(chan struct{})
 	nc.SetClosedHandler(func(*natsgo.Conn) { close(closed) })
 	if err := nc.Drain(); err != nil {
@@ -158,12 +173,12 @@ func (b *natsBroker) Disconnect(ctx context.Context) error {
 	// The connection is closed: no callback starts a handler any more;
 	// wait for the handlers still running.
 	b.mu.Lock()
-	subs := b.subs
-	b.subs = nil
+	subs := maps.Clone(b.subs)
 	b.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		for s := range subs {
+			s.stopWorkers()
 			s.handlers.Wait()
 		}
 		close(done)
@@ -197,28 +212,73 @@ func (b *natsBroker) connFlusher() (*natsgo.Conn, *flusher, error) {
 // the flush that covers them, so that a nil error means the NATS server
 // has it.
 func (b *natsBroker) Publish(ctx context.Context, topic string, m *broker.Message, opts ...broker.PublishOption) error {
-	if err := broker.ValidateTopic(topic); err != nil {
-		return err
-	}
-	nc, fl, err := b.connFlusher()
+	nm, fl, err := b.prepare(topic, m, opts)
 	if err != nil {
 		return err
 	}
-	msg := broker.NewPublishOptions(opts...).Prepare(m)
-	if err := broker.CheckSize(topic, msg, int(nc.MaxPayload())); err != nil {
-		return err
-	}
-	nm := &natsgo.Msg{Subject: topic, Data: msg.Body, Header: natsgo.Header{}}
-	for k, v := range msg.Header {
-		nm.Header.Set(k, v)
-	}
 	if err := fl.publish(ctx, nm); err != nil {
-		if errors.Is(err, natsgo.ErrMaxPayload) {
-			return fmt.Errorf("%w: %v", broker.ErrMessageTooLarge, err)
-		}
-		return fmt.Errorf("nats broker: publish to %q: %w", topic, err)
+		return publishError(topic, err)
 	}
 	return nil
+}
+
+// PublishAsync is Publish without the wait (broker.AsyncPublisher): m
+// joins the next flush and the channel receives what Publish would have
+// returned, nil once the server has m. A publisher that keeps several
+// publishes in flight lets one round trip cover many more of them than
+// waiting goroutines can. ctx is checked now; the result comes within the
+// flush timeout whatever ctx does later.
+func (b *natsBroker) PublishAsync(ctx context.Context, topic string, m *broker.Message, opts ...broker.PublishOption) <-chan error {
+	ack := make(chan error, 1)
+	if err := ctx.Err(); err != nil {
+		ack <- publishError(topic, err)
+		return ack
+	}
+	nm, fl, err := b.prepare(topic, m, opts)
+	if err != nil {
+		ack <- err
+		return ack
+	}
+	fl.publishAsync(nm, ack)
+	return ack
+}
+
+// prepare checks a publish and builds its NATS message.
+func (b *natsBroker) prepare(topic string, m *broker.Message, opts []broker.PublishOption) (*natsgo.Msg, *flusher, error) {
+	if err := broker.ValidateTopic(topic); err != nil {
+		return nil, nil, err
+	}
+	nc, fl, err := b.connFlusher()
+	if err != nil {
+		return nil, nil, err
+	}
+	msg := broker.NewPublishOptions(opts...).Prepare(m)
+	if err := broker.CheckSize(topic, msg, int(nc.MaxPayload())); err != nil {
+		return nil, nil, err
+	}
+	nm := &natsgo.Msg{Subject: topic, Data: msg.Body, Header: make(natsgo.Header, len(msg.Header))}
+	for k, v := range msg.Header {
+		nm.Header[k] = []string{v}
+	}
+	return nm, fl, nil
+}
+
+// publishError says which publish failed, and maps the server's size
+// limit to broker.ErrMessageTooLarge.
+func publishError(topic string, err error) error {
+	if errors.Is(err, natsgo.ErrMaxPayload) {
+		return fmt.Errorf("%w: %v", broker.ErrMessageTooLarge, err)
+	}
+	return fmt.Errorf("nats broker: publish to %q: %w", topic, err)
+}
+
+// lowerKey is strings.ToLower for a header key nats.go canonicalized,
+// without the allocation for the one every message has.
+func lowerKey(k string) string {
+	if k == "Content-Type" {
+		return "content-type"
+	}
+	return strings.ToLower(k)
 }
 
 type subscription struct {
@@ -226,10 +286,54 @@ type subscription struct {
 	topic string
 	opts  broker.SubscribeOptions
 	sub   *natsgo.Subscription
-	limit limit.Limiter
-	// handlers counts the handler calls running on their own goroutines;
-	// Unsubscribe waits for them after the drain (no call starts after it).
+	// With MaxConcurrent > 1, the callback hands messages to up to that
+	// many worker goroutines through work, starting them as the load asks
+	// for them; they live until the subscription ends, so a busy
+	// subscription pays no goroutine per message. handlers counts them;
+	// Unsubscribe and Disconnect stop them after the drain (no callback
+	// runs after it) and wait.
+	work     chan *natsgo.Msg
+	mu       sync.RWMutex // stopped, and a callback handing over
+	stopped  bool
+	workers  int // started; only the callback touches it
 	handlers sync.WaitGroup
+}
+
+// hand gives nm to a worker, starting one when all are busy and the bound
+// allows; otherwise it waits for one, and meanwhile the subscription's
+// pending buffer holds what arrives.
+func (s *subscription) hand(nm *natsgo.Msg, handle func(*natsgo.Msg)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.stopped {
+		return
+	}
+	select {
+	case s.work <- nm:
+		return
+	default:
+	}
+	if s.workers < s.opts.MaxConcurrent {
+		s.workers++
+		s.handlers.Add(1)
+		go func() {
+			defer s.handlers.Done()
+			for nm := range s.work {
+				handle(nm)
+			}
+		}()
+	}
+	s.work <- nm
+}
+
+// stopWorkers ends the workers once they finished what they were given.
+func (s *subscription) stopWorkers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopped && s.work != nil {
+		close(s.work)
+	}
+	s.stopped = true
 }
 
 func (s *subscription) Topic() string { return s.topic }
@@ -250,6 +354,10 @@ func (s *subscription) Unsubscribe(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+	s.stopWorkers()
+	s.b.mu.Lock()
+	delete(s.b.subs, s)
+	s.b.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.handlers.Wait(); close(done) }()
 	select {
@@ -269,11 +377,13 @@ func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 		return nil, err
 	}
 	o := broker.NewSubscribeOptions(opts...)
-	s := &subscription{b: b, topic: topic, opts: o, limit: limit.New(o.MaxConcurrent)}
+	s := &subscription{b: b, topic: topic, opts: o}
 	handle := func(nm *natsgo.Msg) {
 		m := &broker.Message{Header: make(map[string]string, len(nm.Header)), Body: nm.Data}
-		for k := range nm.Header {
-			m.Header[strings.ToLower(k)] = nm.Header.Get(k)
+		for k, v := range nm.Header {
+			if len(v) > 0 {
+				m.Header[lowerKey(k)] = v[0]
+			}
 		}
 		if err := broker.Invoke(context.Background(), h, topic, m, s.opts.AutoAck); err != nil {
 			b.opts.conn.Logger.Warn("nats broker: handler refused a message", "topic", topic, "queue", s.opts.Queue,
@@ -281,20 +391,13 @@ func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 		}
 	}
 	// nats.go calls cb on one goroutine per subscription, in order. With a
-	// bound of 1 the handler runs right there (order kept); otherwise each
-	// message gets its own goroutine once a slot is free, and while all are
-	// busy cb waits, so the subscription's pending buffer absorbs the rest.
+	// bound of 1 the handler runs right there (order kept); otherwise cb
+	// hands each message to a worker, and while all are busy it waits, so
+	// the subscription's pending buffer absorbs the rest.
 	cb := handle
 	if o.MaxConcurrent > 1 {
-		cb = func(nm *natsgo.Msg) {
-			_ = s.limit.Acquire(context.Background())
-			s.handlers.Add(1)
-			go func() {
-				defer s.handlers.Done()
-				defer s.limit.Release()
-				handle(nm)
-			}()
-		}
+		s.work = make(chan *natsgo.Msg, 1)
+		cb = func(nm *natsgo.Msg) { s.hand(nm, handle) }
 	}
 	if s.opts.Queue != "" {
 		s.sub, err = nc.QueueSubscribe(topic, s.opts.Queue, cb)

@@ -2,12 +2,14 @@ package nats_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,4 +134,100 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// PublishAsync keeps the promise of Publish per message: every nil result
+// means the server had the message, so a subscriber on another connection
+// gets each of them; the results of bad publishes are errors.
+func TestPublishAsync(t *testing.T) {
+	ctx := context.Background()
+	pub, sub := brokertest.New(t, factory), brokertest.New(t, factory)
+	var got atomic.Int64
+	if _, err := sub.Subscribe("async", func(context.Context, broker.Event) error { got.Add(1); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := pub.(broker.AsyncPublisher); !ok {
+		t.Fatal("the nats broker is not a broker.AsyncPublisher")
+	}
+	const n = 2000
+	acks := make([]<-chan error, n)
+	for i := range acks {
+		acks[i] = broker.PublishAsync(ctx, pub, "async", &broker.Message{Body: []byte("m")})
+	}
+	for i, ack := range acks {
+		if err := <-ack; err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	deadline := time.Now().Add(brokertest.Timeout)
+	for got.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got.Load() != n {
+		t.Fatalf("handled %d of %d acknowledged messages", got.Load(), n)
+	}
+
+	cases := []struct {
+		topic string
+		m     *broker.Message
+		want  error
+	}{
+		{"a.*", &broker.Message{}, broker.ErrInvalidTopic},
+		{"big", &broker.Message{Body: make([]byte, 2<<20)}, broker.ErrMessageTooLarge},
+	}
+	for _, c := range cases {
+		if err := <-broker.PublishAsync(ctx, pub, c.topic, c.m); !errors.Is(err, c.want) {
+			t.Errorf("%s: got %v, want %v", c.topic, err, c.want)
+		}
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := <-broker.PublishAsync(canceled, pub, "async", &broker.Message{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled ctx: got %v", err)
+	}
+}
+
+// Disconnect answers every publish still waiting for its flush: none is
+// left without a result, and each nil result was received.
+func TestPublishAsyncThenDisconnect(t *testing.T) {
+	ctx := context.Background()
+	sub := brokertest.New(t, factory)
+	pub := factory(t)
+	if err := pub.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int64
+	if _, err := sub.Subscribe("async.stop", func(context.Context, broker.Event) error { got.Add(1); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	acks := make([]<-chan error, 5000)
+	for i := range acks {
+		acks[i] = broker.PublishAsync(ctx, pub, "async.stop", &broker.Message{Body: []byte("m")})
+	}
+	if err := pub.Disconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ok := 0
+	timeout := time.After(brokertest.Timeout)
+	for i, ack := range acks {
+		select {
+		case err := <-ack:
+			if err == nil {
+				ok++
+			}
+		case <-timeout:
+			t.Fatalf("publish %d has no result after Disconnect", i)
+		}
+	}
+	if err := <-broker.PublishAsync(ctx, pub, "async.stop", &broker.Message{}); !errors.Is(err, broker.ErrClosed) {
+		t.Errorf("after Disconnect: got %v, want ErrClosed", err)
+	}
+	deadline := time.Now().Add(brokertest.Timeout)
+	for got.Load() < int64(ok) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got.Load() < int64(ok) {
+		t.Fatalf("%d publishes acknowledged, %d handled", ok, got.Load())
+	}
+	t.Logf("%d of %d acknowledged before Disconnect returned, %d handled", ok, len(acks), got.Load())
 }
