@@ -45,10 +45,11 @@ type batch struct {
 }
 
 type entry struct {
-	m    *natsgo.Msg
-	sent bool       // written before it joined (an asynchronous publish)
-	ack  chan error // an asynchronous publish's result; nil for a waiting one
-	err  error      // the write's error
+	m     *natsgo.Msg // until written; then recycled
+	topic string
+	sent  bool       // written before it joined (an asynchronous publish)
+	ack   chan error // an asynchronous publish's result; nil for a waiting one
+	err   error      // the write's error
 }
 
 // result is entry i's outcome once done is closed.
@@ -67,7 +68,7 @@ func (b *batch) finish() {
 			continue
 		}
 		if err := b.result(i); err != nil {
-			e.ack <- publishError(e.m.Subject, err)
+			e.ack <- publishError(e.topic, err)
 		} else {
 			e.ack <- nil
 		}
@@ -88,7 +89,7 @@ func newFlusher(nc *natsgo.Conn) *flusher {
 // publish queues m and returns once a flush covered it (nil: the server
 // has it), or ctx ends.
 func (f *flusher) publish(ctx context.Context, m *natsgo.Msg) error {
-	b, i, lead, ok := f.join(entry{m: m})
+	b, i, lead, ok := f.join(entry{m: m, topic: m.Subject})
 	if !ok {
 		return natsgo.ErrConnectionClosed
 	}
@@ -125,14 +126,17 @@ func (f *flusher) publish(ctx context.Context, m *natsgo.Msg) error {
 // messages reach the server while a flush is out, and the next flush
 // covers all of them.
 func (f *flusher) publishAsync(m *natsgo.Msg, ack chan error) {
-	if err := f.nc.PublishMsg(m); err != nil {
-		ack <- publishError(m.Subject, err)
+	topic := m.Subject
+	err := f.nc.PublishMsg(m)
+	recycle(m)
+	if err != nil {
+		ack <- publishError(topic, err)
 		return
 	}
-	_, _, lead, ok := f.join(entry{m: m, sent: true, ack: ack})
+	_, _, lead, ok := f.join(entry{topic: topic, sent: true, ack: ack})
 	switch {
 	case !ok:
-		ack <- publishError(m.Subject, natsgo.ErrConnectionClosed)
+		ack <- publishError(topic, natsgo.ErrConnectionClosed)
 	case lead:
 		f.wake()
 	}
@@ -201,6 +205,8 @@ func (f *flusher) flush(b *batch) {
 		e := &b.entries[i]
 		if !e.sent {
 			e.err = f.nc.PublishMsg(e.m)
+			recycle(e.m)
+			e.m = nil
 		}
 		written = written || e.err == nil
 	}
@@ -229,4 +235,36 @@ func (f *flusher) stop() {
 	f.mu.Unlock()
 	close(f.quit)
 	f.wg.Wait()
+}
+
+// msgs recycles the NATS messages of publishes: nats.go copies a message
+// into its buffer while PublishMsg holds it and keeps nothing after, so a
+// message and its header map can serve the next publish.
+var msgs = sync.Pool{New: func() any { return &natsgo.Msg{Header: natsgo.Header{}} }}
+
+// newMsg returns a message for topic, body and header from the pool. The
+// header's value slices are reused for keys that come again, so a stream
+// of publishes with the same header keys allocates nothing here.
+func newMsg(topic string, body []byte, header map[string]string) *natsgo.Msg {
+	m := msgs.Get().(*natsgo.Msg)
+	m.Subject, m.Data = topic, body
+	for k := range m.Header {
+		if _, ok := header[k]; !ok {
+			delete(m.Header, k)
+		}
+	}
+	for k, v := range header {
+		if old := m.Header[k]; cap(old) > 0 {
+			m.Header[k] = append(old[:0], v)
+		} else {
+			m.Header[k] = []string{v}
+		}
+	}
+	return m
+}
+
+// recycle returns a written message to the pool.
+func recycle(m *natsgo.Msg) {
+	m.Subject, m.Data = "", nil
+	msgs.Put(m)
 }

@@ -31,6 +31,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -256,11 +257,7 @@ func (b *natsBroker) prepare(topic string, m *broker.Message, opts []broker.Publ
 	if err := broker.CheckSize(topic, msg, int(nc.MaxPayload())); err != nil {
 		return nil, nil, err
 	}
-	nm := &natsgo.Msg{Subject: topic, Data: msg.Body, Header: make(natsgo.Header, len(msg.Header))}
-	for k, v := range msg.Header {
-		nm.Header[k] = []string{v}
-	}
-	return nm, fl, nil
+	return newMsg(topic, msg.Body, msg.Header), fl, nil
 }
 
 // publishError says which publish failed, and maps the server's size
@@ -295,30 +292,33 @@ type subscription struct {
 	work     chan *natsgo.Msg
 	mu       sync.RWMutex // stopped, and a callback handing over
 	stopped  bool
-	workers  int // started; only the callback touches it
+	workers  int          // started; only the callback touches it
+	idle     atomic.Int32 // workers waiting for work
 	handlers sync.WaitGroup
 }
 
-// hand gives nm to a worker, starting one when all are busy and the bound
-// allows; otherwise it waits for one, and meanwhile the subscription's
-// pending buffer holds what arrives.
+// hand gives nm to a worker, starting one when none is idle and the bound
+// allows. work holds up to MaxConcurrent messages the workers have not
+// taken yet, so a burst costs the callback no wait; beyond that it waits,
+// and meanwhile the subscription's pending buffer holds what arrives.
 func (s *subscription) hand(nm *natsgo.Msg, handle func(*natsgo.Msg)) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.stopped {
 		return
 	}
-	select {
-	case s.work <- nm:
-		return
-	default:
-	}
-	if s.workers < s.opts.MaxConcurrent {
+	if s.idle.Load() == 0 && s.workers < s.opts.MaxConcurrent {
 		s.workers++
 		s.handlers.Add(1)
 		go func() {
 			defer s.handlers.Done()
-			for nm := range s.work {
+			for {
+				s.idle.Add(1)
+				nm, ok := <-s.work
+				s.idle.Add(-1)
+				if !ok {
+					return
+				}
 				handle(nm)
 			}
 		}()
@@ -396,7 +396,7 @@ func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 	// the subscription's pending buffer absorbs the rest.
 	cb := handle
 	if o.MaxConcurrent > 1 {
-		s.work = make(chan *natsgo.Msg, 1)
+		s.work = make(chan *natsgo.Msg, o.MaxConcurrent)
 		cb = func(nm *natsgo.Msg) { s.hand(nm, handle) }
 	}
 	if s.opts.Queue != "" {
