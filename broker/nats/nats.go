@@ -31,7 +31,6 @@ import (
 	"maps"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -284,54 +283,67 @@ type subscription struct {
 	opts  broker.SubscribeOptions
 	sub   *natsgo.Subscription
 	// With MaxConcurrent > 1, the callback hands messages to up to that
-	// many worker goroutines through work, starting them as the load asks
+	// many worker goroutines through queue, starting them as the load asks
 	// for them; they live until the subscription ends, so a busy
 	// subscription pays no goroutine per message. handlers counts them;
 	// Unsubscribe and Disconnect stop them after the drain (no callback
 	// runs after it) and wait.
-	work     chan *natsgo.Msg
+	queue    chan *natsgo.Msg
 	mu       sync.RWMutex // stopped, and a callback handing over
 	stopped  bool
-	workers  int          // started; only the callback touches it
-	idle     atomic.Int32 // workers waiting for work
+	qmu      sync.Mutex // workers, idle, queued
+	workers  int
+	idle     int
+	queued   int
 	handlers sync.WaitGroup
 }
 
-// hand gives nm to a worker, starting one when none is idle and the bound
-// allows. work holds up to MaxConcurrent messages the workers have not
-// taken yet, so a burst costs the callback no wait; beyond that it waits,
-// and meanwhile the subscription's pending buffer holds what arrives.
+// hand gives nm to a worker, starting one unless an idle worker is left
+// for it, within the bound. work holds up to MaxConcurrent messages the
+// workers have not taken yet, so a burst costs the callback no wait;
+// beyond that it waits, and meanwhile the subscription's pending buffer
+// holds what arrives. idle counts the workers that will take a queued
+// message (a worker just started counts), queued the messages in work:
+// while idle > queued, a queued message has a worker coming for it.
 func (s *subscription) hand(nm *natsgo.Msg, handle func(*natsgo.Msg)) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.stopped {
 		return
 	}
-	if s.idle.Load() == 0 && s.workers < s.opts.MaxConcurrent {
+	s.qmu.Lock()
+	if s.idle <= s.queued && s.workers < s.opts.MaxConcurrent {
 		s.workers++
+		s.idle++
 		s.handlers.Add(1)
-		go func() {
-			defer s.handlers.Done()
-			for {
-				s.idle.Add(1)
-				nm, ok := <-s.work
-				s.idle.Add(-1)
-				if !ok {
-					return
-				}
-				handle(nm)
-			}
-		}()
+		go s.work(handle)
 	}
-	s.work <- nm
+	s.queued++
+	s.qmu.Unlock()
+	s.queue <- nm
+}
+
+// work is one worker: it takes queued messages until stopWorkers.
+func (s *subscription) work(handle func(*natsgo.Msg)) {
+	defer s.handlers.Done()
+	for nm := range s.queue {
+		s.qmu.Lock()
+		s.idle--
+		s.queued--
+		s.qmu.Unlock()
+		handle(nm)
+		s.qmu.Lock()
+		s.idle++
+		s.qmu.Unlock()
+	}
 }
 
 // stopWorkers ends the workers once they finished what they were given.
 func (s *subscription) stopWorkers() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.stopped && s.work != nil {
-		close(s.work)
+	if !s.stopped && s.queue != nil {
+		close(s.queue)
 	}
 	s.stopped = true
 }
@@ -396,7 +408,7 @@ func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 	// the subscription's pending buffer absorbs the rest.
 	cb := handle
 	if o.MaxConcurrent > 1 {
-		s.work = make(chan *natsgo.Msg, o.MaxConcurrent)
+		s.queue = make(chan *natsgo.Msg, o.MaxConcurrent)
 		cb = func(nm *natsgo.Msg) { s.hand(nm, handle) }
 	}
 	if s.opts.Queue != "" {
