@@ -43,26 +43,58 @@ type peerConn struct {
 
 // pending is one delivery waiting for its result.
 type pending struct {
-	ctx  context.Context
-	done chan error // buffer 1: the result is sent once and never blocks
-	pc   *peerConn  // nil for deliveries to our own subscriptions
-	seq  uint64
+	ctx     context.Context
+	timeout time.Duration // bounds the wait when > 0, on top of ctx
+	done    chan error    // buffer 1: the result is sent once and never blocks
+	pc      *peerConn     // nil for deliveries to our own subscriptions
+	seq     uint64
 }
 
 func newPending(ctx context.Context) *pending {
 	return &pending{ctx: ctx, done: make(chan error, 1)}
 }
 
-// wait returns the delivery's result, or ctx's error.
+// timers are the wait timers of deliveries, reused: one per delivery in
+// flight instead of a context with a deadline each.
+var timers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+// wait returns the delivery's result, or ctx's error, or a deadline error
+// once the timeout passed without an answer.
 func (p *pending) wait() error {
+	if p.timeout <= 0 {
+		select {
+		case err := <-p.done:
+			return err
+		case <-p.ctx.Done():
+			p.forget()
+			return p.ctx.Err()
+		}
+	}
+	t := timers.Get().(*time.Timer)
+	t.Reset(p.timeout)
+	defer func() {
+		t.Stop()
+		timers.Put(t)
+	}()
 	select {
 	case err := <-p.done:
 		return err
 	case <-p.ctx.Done():
-		if p.pc != nil {
-			p.pc.forget(p.seq)
-		}
+		p.forget()
 		return p.ctx.Err()
+	case <-t.C:
+		p.forget()
+		return fmt.Errorf("no answer within %v: %w", p.timeout, context.DeadlineExceeded)
+	}
+}
+
+func (p *pending) forget() {
+	if p.pc != nil {
+		p.pc.forget(p.seq)
 	}
 }
 
@@ -85,8 +117,9 @@ func (b *httpBroker) peer(n resolver.Node) *peer {
 
 // send starts one delivery to the peer; its result comes through the
 // returned pending.
-func (p *peer) send(ctx context.Context, d delivery) *pending {
+func (p *peer) send(ctx context.Context, d delivery, timeout time.Duration) *pending {
 	pd := newPending(ctx)
+	pd.timeout = timeout
 	pc, err := p.connect(ctx)
 	if err != nil {
 		pd.done <- err

@@ -95,7 +95,7 @@ type target struct {
 	tried   []error
 
 	p      *pending           // the delivery in progress
-	cancel context.CancelFunc // ends its timeout
+	cancel context.CancelFunc // ends a local delivery's timeout; nil otherwise
 }
 
 func (t *target) member() resolver.Node {
@@ -108,7 +108,10 @@ func (t *target) member() resolver.Node {
 // result waits for the delivery in progress.
 func (t *target) result() error {
 	err := t.p.wait()
-	t.cancel()
+	if t.cancel != nil {
+		t.cancel()
+		t.cancel = nil
+	}
 	return err
 }
 
@@ -119,16 +122,17 @@ func (t *target) result() error {
 // Each attempt has its own timeout, so a member that does not answer
 // (frozen, cut off) leaves time to try the next one.
 func (b *httpBroker) try(ctx context.Context, t *target, d delivery) {
-	ctx, t.cancel = context.WithTimeout(ctx, b.opts.requestTimeout)
 	n := t.member()
 	d.sub = n.ID
 	b.mu.Lock()
 	local := b.subs[n.ID]
 	b.mu.Unlock()
 	if local == nil {
-		t.p = b.peer(n).send(ctx, d)
+		t.p = b.peer(n).send(ctx, d, b.opts.requestTimeout)
 		return
 	}
+	// The handler runs here and sees the attempt's deadline in its ctx.
+	ctx, t.cancel = context.WithTimeout(ctx, b.opts.requestTimeout)
 	pd := newPending(ctx)
 	d.msg = d.msg.Clone()
 	local.take(ctx, d, func(r result) { pd.done <- r.error() })

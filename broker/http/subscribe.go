@@ -23,7 +23,8 @@ type subscription struct {
 	mu      sync.Mutex
 	stopped bool
 	queue   []job
-	workers int
+	workers int // worker goroutines
+	running int // of them, those in a handler
 	// busy counts the deliveries taken and not answered, and the worker
 	// goroutines; Unsubscribe waits for both.
 	busy sync.WaitGroup
@@ -88,7 +89,9 @@ func (s *subscription) take(ctx context.Context, d delivery, reply func(result))
 	}
 	s.busy.Add(1)
 	s.queue = append(s.queue, job{ctx: ctx, msg: d.msg, reply: reply})
-	start := s.workers < s.opts.MaxConcurrent
+	// A worker between two jobs takes the next one; start one more only
+	// for the jobs those are not already coming for.
+	start := s.workers < s.opts.MaxConcurrent && len(s.queue) > s.workers-s.running
 	if start {
 		s.workers++
 		s.busy.Add(1)
@@ -113,8 +116,13 @@ func (s *subscription) work() {
 		j := s.queue[0]
 		s.queue[0] = job{}
 		s.queue = s.queue[1:]
+		s.running++
 		s.mu.Unlock()
-		j.reply(s.run(j))
+		r := s.run(j)
+		s.mu.Lock()
+		s.running--
+		s.mu.Unlock()
+		j.reply(r)
 		s.busy.Done()
 	}
 }
