@@ -13,6 +13,9 @@ const (
 	DefaultEjectionThreshold = 3
 	DefaultBaseEjectionTime  = time.Second
 	DefaultMaxEjectionTime   = 30 * time.Second
+	// DefaultSubsetSize is how many nodes of a larger service one client
+	// connects to (see subsetSize).
+	DefaultSubsetSize = 32
 )
 
 // lbConfig is the policy's config in the service config:
@@ -21,7 +24,8 @@ const (
 //	    "ejectionThreshold": 3,        // consecutive failures (UNAVAILABLE, or DEADLINE_EXCEEDED while others answer); 0: off
 //	    "baseEjectionTime": "1s",      // first cool-down; doubles while the node keeps failing
 //	    "maxEjectionTime": "30s",      // cap of the cool-down
-//	    "serviceHealthCheck": true     // also check the health name each node's record gives
+//	    "serviceHealthCheck": true,    // also check the health name each node's record gives
+//	    "subsetSize": 32               // of a larger service, connect to this many nodes; 0: to all
 //	}}]}
 type lbConfig struct {
 	serviceconfig.LoadBalancingConfig `json:"-"`
@@ -35,7 +39,11 @@ type lbConfig struct {
 	// until it answers SERVING (see health.go). Off when absent;
 	// ServiceConfig turns it on with client-side health checking.
 	ServiceHealthCheck bool `json:"serviceHealthCheck,omitempty"`
+	// SubsetSize bounds the nodes of a service one client connects to
+	// (subset.go); absent: DefaultSubsetSize; 0: all of them.
+	SubsetSize *uint32 `json:"subsetSize,omitempty"`
 
+	subsetSize    int
 	threshold     uint32
 	base, max     time.Duration
 	serviceHealth bool
@@ -49,6 +57,10 @@ func parseConfig(js json.RawMessage) (*lbConfig, error) {
 		}
 	}
 	cfg.serviceHealth = cfg.ServiceHealthCheck
+	cfg.subsetSize = DefaultSubsetSize
+	if cfg.SubsetSize != nil {
+		cfg.subsetSize = int(*cfg.SubsetSize)
+	}
 	cfg.threshold = DefaultEjectionThreshold
 	if cfg.EjectionThreshold != nil {
 		cfg.threshold = *cfg.EjectionThreshold

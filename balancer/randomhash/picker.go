@@ -20,10 +20,13 @@ var randIntN = rand.IntN
 
 // child is one endpoint as a picker sees it.
 type child struct {
-	id      string
-	hash    uint64 // of id, for rendezvous hashing
-	info    *resolver.NodeInfo
-	ready   bool
+	id    string
+	hash  uint64 // of id, for rendezvous hashing
+	info  *resolver.NodeInfo
+	ready bool
+	// pending: not ready, but connecting (or about to); a hash pick with
+	// subsetting waits for it rather than send the key elsewhere.
+	pending bool
 	picker  balancer.Picker // the pickfirst child's picker, when ready
 	outlier *outlier
 	// done records the attempt's outcome; made once per picker so that a
@@ -39,6 +42,9 @@ type picker struct {
 	service  string
 	ready    []*child
 	notReady []*child
+	// outside is the nodes outside the subset (subset.go), nil while
+	// subsetting is off: a pick that needs one of them asks for it.
+	outside []*child
 	// unserved, when no node is ready because every connected one failed
 	// its service health check (none is still unanswered), says so; Pick
 	// returns it. A plain error, not a status: fail-fast calls fail with
@@ -50,6 +56,9 @@ var _ balancer.Picker = (*picker)(nil)
 
 func (b *rhBalancer) newPicker(states []endpointsharding.ChildState) *picker {
 	p := &picker{b: b, cfg: b.cfg.Load()}
+	if o := b.outside.Load(); o != nil {
+		p.outside = *o
+	}
 	var failing []string
 	waiting := false
 	for _, st := range states {
@@ -69,6 +78,7 @@ func (b *rhBalancer) newPicker(states []endpointsharding.ChildState) *picker {
 			switch state {
 			case healthUnknown:
 				c.ready, waiting = false, true
+				c.pending = true // its first health answer is on the way
 			case healthFailing:
 				c.ready = false
 				failing = append(failing, fmt.Sprintf("node %s %s", c.id, h.err()))
@@ -85,6 +95,8 @@ func (b *rhBalancer) newPicker(states []endpointsharding.ChildState) *picker {
 			c.picker = st.State.Picker
 			p.ready = append(p.ready, c)
 		} else {
+			cs := st.State.ConnectivityState
+			c.pending = c.pending || cs == connectivity.Connecting || cs == connectivity.Idle
 			p.notReady = append(p.notReady, c)
 		}
 	}
@@ -160,6 +172,13 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	for level := range levels {
 		if c := p.choose(&q, level); c != nil {
+			if c.picker == nil {
+				// The key's node, not connected yet (subsetting).
+				if !c.pending {
+					p.b.want(c.id)
+				}
+				return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+			}
 			return p.pickFrom(c, cs, info)
 		}
 	}
@@ -168,6 +187,10 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		if matches(c, cs) {
 			return balancer.PickResult{}, balancer.ErrNoSubConnAvailable // it may connect
 		}
+	}
+	if c := p.randomMatch(p.outside, cs); c != nil {
+		p.b.want(c.id) // connect one node that matches, and wait for it
+		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
 	return balancer.PickResult{}, status.Errorf(codes.Unavailable,
 		"randomhash: no node of service %q matches filter %s", p.service, cs.describeFilter())
@@ -203,7 +226,7 @@ func (q *query) eligible(c *child, level int) bool {
 			}
 		}
 	}
-	if level < levelAllowEjected && q.checkEjected && c.outlier.isEjected(q.now) {
+	if level < levelAllowEjected && q.checkEjected && c.outlier != nil && c.outlier.isEjected(q.now) {
 		return false
 	}
 	return true
@@ -215,12 +238,27 @@ func (p *picker) choose(q *query, level int) *child {
 	if q.cs != nil && q.cs.hasKey {
 		var best *child
 		var bestScore uint64
-		for _, c := range p.ready {
+		consider := func(c *child) {
 			if !q.eligible(c, level) {
-				continue
+				return
 			}
 			if s := mix(q.keyHash ^ c.hash); best == nil || s > bestScore {
 				best, bestScore = c, s
+			}
+		}
+		for _, c := range p.ready {
+			consider(c)
+		}
+		if p.outside != nil {
+			// Subsetting: the key's node among all nodes not known to
+			// have failed, so that every client picks the same one.
+			for _, c := range p.notReady {
+				if c.pending {
+					consider(c)
+				}
+			}
+			for _, c := range p.outside {
+				consider(c)
 			}
 		}
 		return best
@@ -244,6 +282,22 @@ func (p *picker) choose(q *query, level int) *child {
 		}
 	}
 	return nil
+}
+
+// randomMatch returns a random one of among that matches call's filter,
+// or nil.
+func (p *picker) randomMatch(among []*child, call *callState) *child {
+	n := 0
+	var pick *child
+	for _, c := range among {
+		if matches(c, call) {
+			n++
+			if randIntN(n) == 0 {
+				pick = c
+			}
+		}
+	}
+	return pick
 }
 
 func matches(c *child, cs *callState) bool {

@@ -28,6 +28,13 @@
 // package resolver ([resolver.NodeFromEndpoint]); endpoints without them
 // (another resolver) are identified by address and match no filter.
 //
+// A client of a service larger than the subset size (DefaultSubsetSize,
+// [WithSubsetSize]) connects to that many of its nodes, chosen at random,
+// rather than to all; members that fail to connect are replaced (in
+// widening rounds when most of the fleet is gone), a hash key still goes
+// to the same node from every client (its node joins the subset), and a
+// filter no member matches connects a node that does. See subset.go.
+//
 // Retries are grpc-go's own, from the service config's retryPolicy, so they
 // honour retry throttling; do not also add a retrying interceptor, or
 // attempts multiply.
@@ -73,11 +80,14 @@ func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfi
 }
 
 func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
-	b := &rhBalancer{cc: cc, outliers: map[string]*outlier{}, health: map[string]*nodeHealth{}, ready: map[string]readyConn{}}
+	b := &rhBalancer{cc: cc, outliers: map[string]*outlier{}, health: map[string]*nodeHealth{}, ready: map[string]readyConn{},
+		adjustCh: make(chan struct{}, 1)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.cfg.Store(mustDefaultConfig())
 	b.Balancer = endpointsharding.NewBalancer(interceptCC{ClientConn: cc, b: b}, opts,
 		balancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
+	b.wg.Add(1)
+	go b.adjuster()
 	return b
 }
 
@@ -111,6 +121,18 @@ type rhBalancer struct {
 	// for them, so that none touches the ClientConn after it.
 	wg  sync.WaitGroup
 	pub publisher
+	// topMu serializes the calls into endpointsharding, gRPC's and the
+	// subset adjuster's (subset.go); it guards sub and topClosed. Lock
+	// order: topMu before endpointsharding's lock, before pub.mu.
+	topMu     sync.Mutex
+	topClosed bool
+	sub       subset
+	adjustCh  chan struct{} // buffer 1: the subset is to be looked at
+	wantMu    sync.Mutex
+	wants     map[string]bool // nodes picks asked to join the subset
+	// outside is the nodes outside the subset that picks may ask for; nil
+	// while subsetting is off.
+	outside atomic.Pointer[[]*child]
 	// ejected counts the ejected nodes of the resolver state, so that
 	// pickers skip ejection checks while it is zero. Each outlier's
 	// stCounted flag says whether it is counted; the counter is raised
@@ -125,14 +147,43 @@ func (b *rhBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
 		b.cfg.Store(cfg)
 	}
 	b.pruneOutliers(s.ResolverState.Endpoints)
-	return b.Balancer.UpdateClientConnState(balancer.ClientConnState{
+	b.topMu.Lock()
+	defer b.topMu.Unlock()
+	return b.updateChildren(b.setState(balancer.ClientConnState{
 		ResolverState: pickfirst.EnableHealthListener(s.ResolverState),
-	})
+	}))
+}
+
+// updateChildren gives endpointsharding its endpoints. Caller holds topMu.
+func (b *rhBalancer) updateChildren(s balancer.ClientConnState) error {
+	if b.topClosed {
+		return nil
+	}
+	return b.Balancer.UpdateClientConnState(s)
+}
+
+func (b *rhBalancer) ResolverError(err error) {
+	b.topMu.Lock()
+	defer b.topMu.Unlock()
+	if !b.topClosed {
+		b.Balancer.ResolverError(err)
+	}
+}
+
+func (b *rhBalancer) ExitIdle() {
+	b.topMu.Lock()
+	defer b.topMu.Unlock()
+	if !b.topClosed {
+		b.Balancer.ExitIdle()
+	}
 }
 
 // Close closes the children, then ends the service health watches.
 func (b *rhBalancer) Close() {
+	b.topMu.Lock()
+	b.topClosed = true
 	b.Balancer.Close()
+	b.topMu.Unlock()
 	b.pub.mu.Lock()
 	b.pub.set = false // no picker is published after Close
 	b.pub.mu.Unlock()
@@ -213,6 +264,14 @@ func (b *rhBalancer) republish() {
 // publishLocked passes s up with our picker in place of endpointsharding's.
 // Caller must hold b.pub.mu, which keeps the order of published pickers.
 func (b *rhBalancer) publishLocked(s balancer.State) {
+	if outside := b.outside.Load(); outside != nil {
+		// Subsetting (subset.go): let the adjuster see the new states.
+		b.askAdjust()
+		if s.ConnectivityState == connectivity.TransientFailure && len(*outside) > 0 {
+			// The members failed, but nodes are left to try: calls wait.
+			s = balancer.State{ConnectivityState: connectivity.Connecting, Picker: queuePicker{}}
+		}
+	}
 	// Nothing READY: keep endpointsharding's picker, which queues calls
 	// while children connect and fails them in TRANSIENT_FAILURE.
 	// (endpointsharding itself wakes children that go IDLE.)
@@ -228,6 +287,13 @@ func (b *rhBalancer) publishLocked(s balancer.State) {
 		}
 	}
 	b.cc.UpdateState(s)
+}
+
+// queuePicker makes calls wait for the next picker.
+type queuePicker struct{}
+
+func (queuePicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+	return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 }
 
 // nodeID identifies an endpoint: the registry node id, or its first

@@ -75,6 +75,12 @@ func WithEjection(threshold uint32, base, maxEjection time.Duration) ConfigOptio
 	}
 }
 
+// WithSubsetSize sets how many nodes of a larger service a client connects
+// to (default DefaultSubsetSize); 0 connects to all of them.
+func WithSubsetSize(n uint32) ConfigOption {
+	return func(o *scOptions) { o.lb["subsetSize"] = n }
+}
+
 // ServiceConfig returns a service config JSON like DefaultServiceConfig,
 // changed by opts.
 func ServiceConfig(opts ...ConfigOption) string {
