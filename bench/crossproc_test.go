@@ -12,13 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/microgrpc/microgrpc/bench/internal/control"
 	"github.com/microgrpc/microgrpc/micro"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -44,9 +44,10 @@ var buildServers = sync.OnceValues(func() (string, error) {
 
 // child is a server process.
 type child struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	addr  string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	addr   string
 }
 
 func startServer(b *testing.B, kind string) *child {
@@ -80,26 +81,31 @@ func startServer(b *testing.B, kind string) *child {
 			<-done
 		}
 	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	c.stdout = bufio.NewReader(stdout)
+	line, err := c.stdout.ReadString('\n')
 	if err != nil {
 		b.Fatalf("%s server: %v", kind, err)
 	}
 	c.addr = strings.TrimSpace(line)
-	go io.Copy(io.Discard, stdout)
 	return c
 }
 
-// cpu returns the process's user+system CPU time from /proc.
+// cpu returns the process's user+system CPU time, which it reports itself
+// (bench/internal/control) to the microsecond; /proc counts 10 ms ticks,
+// too coarse for rounds of a second.
 func (c *child) cpu(b *testing.B) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if _, err := io.WriteString(c.stdin, "cpu\n"); err != nil {
+		b.Fatal(err)
+	}
+	line, err := c.stdout.ReadString('\n')
 	if err != nil {
 		b.Fatal(err)
 	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // clock ticks (USER_HZ = 100)
+	ns, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
+	if err != nil {
+		b.Fatalf("server cpu %q: %v", line, err)
+	}
+	return time.Duration(ns)
 }
 
 // peakRSS returns the process's peak resident set (VmHWM) in bytes.
@@ -118,11 +124,7 @@ func (c *child) peakRSS(b *testing.B) float64 {
 	return 0
 }
 
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func selfCPU() time.Duration { return control.CPU() }
 
 // side is one way to call: a client and the server process behind it.
 type side struct {
@@ -130,12 +132,40 @@ type side struct {
 	client pb.GreeterClient
 	server *child
 	// per round
-	rates, cpus []float64
+	rates, cpus, servers []float64
 }
 
 // round makes calls for d with conc callers and records calls/s and CPU
 // (client and server process together) per call.
 func (s *side) round(b *testing.B, conc int, d time.Duration) {
+	var t tally
+	t.add(s.slice(b, conc, d))
+	s.record(t)
+}
+
+// tally sums slices of one side.
+type tally struct {
+	calls     int
+	took, cpu time.Duration
+	server    time.Duration // of cpu, the server process's
+}
+
+func (t *tally) add(calls int, took, cpu, server time.Duration) {
+	t.calls += calls
+	t.took += took
+	t.cpu += cpu
+	t.server += server
+}
+
+func (s *side) record(t tally) {
+	s.rates = append(s.rates, float64(t.calls)/t.took.Seconds())
+	s.cpus = append(s.cpus, float64(t.cpu.Microseconds())/float64(t.calls))
+	s.servers = append(s.servers, float64(t.server.Microseconds())/float64(t.calls))
+}
+
+// slice makes calls for d with conc callers and returns how many, how long
+// they took, the CPU both processes spent and, of it, the server's.
+func (s *side) slice(b *testing.B, conc int, d time.Duration) (int, time.Duration, time.Duration, time.Duration) {
 	req := &pb.Request{Name: "John"}
 	cpu0, scpu0 := selfCPU(), s.server.cpu(b)
 	stop := time.Now().Add(d)
@@ -163,10 +193,14 @@ func (s *side) round(b *testing.B, conc int, d time.Duration) {
 	}
 	wg.Wait()
 	took := time.Since(start)
-	cpu := (selfCPU() - cpu0) + (s.server.cpu(b) - scpu0)
-	s.rates = append(s.rates, float64(calls)/took.Seconds())
-	s.cpus = append(s.cpus, float64(cpu.Microseconds())/float64(calls))
+	server := s.server.cpu(b) - scpu0
+	return calls, took, (selfCPU() - cpu0) + server, server
 }
+
+// slicesPerRound is how many times a round switches between raw and
+// micro: the machines are shared, and their load changes within a second;
+// alternating every 100 ms gives both sides the same share of it.
+const slicesPerRound = 10
 
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
@@ -181,9 +215,9 @@ func median(xs []float64) float64 {
 // server in a process of its own, built as its own program (raw grpc-go:
 // internal/rawserver, and a micro.Service with its defaults:
 // internal/microserver), called over loopback from this process (raw grpc-go's
-// client, and svc.Dial) with 1 and 64 concurrent callers. Raw and micro
-// rounds interleave, one second each, rounds times (-benchtime=Nx sets
-// the rounds; at least 5). It reports the medians of calls/s and of CPU
+// client, and svc.Dial) with 1 and 64 concurrent callers. A round gives
+// each side one second, in slices of 100 ms that alternate between them;
+// -benchtime=Nx sets the rounds (at least 5). It reports the medians of calls/s and of CPU
 // per call (client and server process together, from rusage and /proc),
 // their micro/raw ratios with the spread of the per-round ratios, and the
 // servers' peak RSS.
@@ -213,7 +247,7 @@ func BenchmarkCrossProcess(b *testing.B) {
 			mic := &side{name: "micro", client: pb.NewGreeterClient(client.Dial("greeter")), server: microSrv}
 			for _, s := range []*side{raw, mic} { // warm: connections, first calls
 				s.round(b, conc, 200*time.Millisecond)
-				s.rates, s.cpus = nil, nil
+				s.rates, s.cpus, s.servers = nil, nil, nil
 			}
 			rounds := 0
 			for b.Loop() {
@@ -223,13 +257,18 @@ func BenchmarkCrossProcess(b *testing.B) {
 			b.StopTimer()
 			var rateRatios, cpuRatios []float64
 			for i := range rounds {
-				order := []*side{raw, mic}
-				if i%2 == 1 {
-					order = []*side{mic, raw}
+				var tr, tm tally
+				for j := range slicesPerRound {
+					if (i+j)%2 == 0 {
+						tr.add(raw.slice(b, conc, time.Second/slicesPerRound))
+						tm.add(mic.slice(b, conc, time.Second/slicesPerRound))
+					} else {
+						tm.add(mic.slice(b, conc, time.Second/slicesPerRound))
+						tr.add(raw.slice(b, conc, time.Second/slicesPerRound))
+					}
 				}
-				for _, s := range order {
-					s.round(b, conc, time.Second)
-				}
+				raw.record(tr)
+				mic.record(tm)
 				rateRatios = append(rateRatios, mic.rates[i]/raw.rates[i])
 				cpuRatios = append(cpuRatios, mic.cpus[i]/raw.cpus[i])
 			}
@@ -237,15 +276,18 @@ func BenchmarkCrossProcess(b *testing.B) {
 			b.ReportMetric(median(mic.rates), "micro-calls/s")
 			b.ReportMetric(median(raw.cpus), "raw-cpu-µs/call")
 			b.ReportMetric(median(mic.cpus), "micro-cpu-µs/call")
+			b.ReportMetric(median(raw.servers), "raw-server-cpu-µs/call")
+			b.ReportMetric(median(mic.servers), "micro-server-cpu-µs/call")
 			b.ReportMetric(median(rateRatios), "calls-micro/raw")
 			b.ReportMetric(median(cpuRatios), "cpu-micro/raw")
 			b.ReportMetric(rawSrv.peakRSS(b)/(1<<20), "raw-server-peak-MiB")
 			b.ReportMetric(microSrv.peakRSS(b)/(1<<20), "micro-server-peak-MiB")
 			slices.Sort(rateRatios)
 			slices.Sort(cpuRatios)
-			fmt.Fprintf(os.Stderr, "c%d, %d rounds: calls micro/raw median %.3f (%.3f..%.3f), cpu/call micro/raw median %.3f (%.3f..%.3f); server peak RSS raw %.1f MiB, micro %.1f MiB (%.2fx)\n",
+			fmt.Fprintf(os.Stderr, "c%d, %d rounds: calls micro/raw median %.3f (%.3f..%.3f), cpu/call micro/raw median %.3f (%.3f..%.3f) [µs/call client+server raw %.1f+%.1f, micro %.1f+%.1f]; server peak RSS raw %.1f MiB, micro %.1f MiB (%.2fx)\n",
 				conc, rounds, median(rateRatios), rateRatios[0], rateRatios[len(rateRatios)-1],
 				median(cpuRatios), cpuRatios[0], cpuRatios[len(cpuRatios)-1],
+				median(raw.cpus)-median(raw.servers), median(raw.servers), median(mic.cpus)-median(mic.servers), median(mic.servers),
 				rawSrv.peakRSS(b)/(1<<20), microSrv.peakRSS(b)/(1<<20), microSrv.peakRSS(b)/rawSrv.peakRSS(b))
 		})
 	}

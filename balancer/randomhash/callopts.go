@@ -20,6 +20,9 @@ type callState struct {
 
 	mu    sync.Mutex
 	tried []string // node ids picked by earlier attempts
+	// first backs tried for the usual call of one attempt, so that
+	// recording it allocates nothing.
+	first [1]string
 }
 
 type callStateKey struct{}
@@ -102,6 +105,7 @@ func FilterMetadata(key, value string) CallOption {
 // ctx.
 func withCallState(ctx context.Context, opts []grpc.CallOption) context.Context {
 	cs := &callState{}
+	cs.tried = cs.first[:0]
 	for _, o := range opts {
 		if co, ok := o.(CallOption); ok && co.apply != nil {
 			co.apply(cs)

@@ -8,11 +8,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"runtime/pprof"
 
+	"github.com/microgrpc/microgrpc/bench/internal/control"
 	"github.com/microgrpc/microgrpc/internal/greetertest"
 	"github.com/microgrpc/microgrpc/micro"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
@@ -21,9 +21,10 @@ import (
 
 func main() {
 	// MICROGRPC_BENCH_CPUPROFILE names a file for a CPU profile of the
-	// whole run, to see where a server spends its time under load.
+	// whole run (the name gains ".micro"), to see where a server spends its
+	// time under load.
 	if path := os.Getenv("MICROGRPC_BENCH_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
+		f, err := os.Create(path + ".micro")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -33,7 +34,7 @@ func main() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		io.Copy(io.Discard, os.Stdin)
+		control.Serve(os.Stdin, os.Stdout)
 		cancel()
 	}()
 	var svc *micro.Service

@@ -5,22 +5,23 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"runtime/pprof"
 
 	"google.golang.org/grpc"
 
+	"github.com/microgrpc/microgrpc/bench/internal/control"
 	"github.com/microgrpc/microgrpc/internal/greetertest"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 )
 
 func main() {
 	// MICROGRPC_BENCH_CPUPROFILE names a file for a CPU profile of the
-	// whole run, to see where a server spends its time under load.
+	// whole run (the name gains ".raw"), to see where a server spends its
+	// time under load.
 	if path := os.Getenv("MICROGRPC_BENCH_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
+		f, err := os.Create(path + ".raw")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -37,6 +38,6 @@ func main() {
 	pb.RegisterGreeterServer(s, &greetertest.Server{Node: "raw"})
 	go s.Serve(lis)
 	fmt.Println(lis.Addr())
-	io.Copy(io.Discard, os.Stdin)
+	control.Serve(os.Stdin, os.Stdout)
 	s.Stop()
 }
