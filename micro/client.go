@@ -107,15 +107,16 @@ func (s *Service) dialOptionsLocked() ([]grpc.DialOption, error) {
 		unary = append(unary, timeout.UnaryClientInterceptor(s.opts.requestTimeout))
 		stream = append(stream, timeout.StreamClientInterceptor(s.opts.requestTimeout))
 	}
-	if src == nil {
-		// Outermost: it sees the call's final error.
-		unary = append([]grpc.UnaryClientInterceptor{plaintextHintUnary}, unary...)
-		stream = append([]grpc.StreamClientInterceptor{plaintextHintStream}, stream...)
-	}
 	unary = append(unary, s.opts.unaryClient...)
 	unary = append(unary, randomhash.UnaryClientInterceptor())
 	stream = append(stream, s.opts.streamClient...)
 	stream = append(stream, randomhash.StreamClientInterceptor())
+	if src == nil {
+		// Around the outermost, so that it sees the call's final error;
+		// folded into it rather than a link of its own, which every call
+		// would pay for.
+		unary[0], stream[0] = plaintextHintUnary(unary[0]), plaintextHintStream(stream[0])
+	}
 	return append(opts, grpc.WithChainUnaryInterceptor(unary...), grpc.WithChainStreamInterceptor(stream...)), nil
 }
 
@@ -174,11 +175,17 @@ func plaintextHint(err error) error {
 	return status.Errorf(codes.Unavailable, "%s (the server may require TLS: give this service its CA with --tls_ca_file or micro.WithTLS)", st.Message())
 }
 
-func plaintextHintUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	return plaintextHint(invoker(ctx, method, req, reply, cc, opts...))
+// plaintextHintUnary is next with plaintextHint applied to its error.
+func plaintextHintUnary(next grpc.UnaryClientInterceptor) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return plaintextHint(next(ctx, method, req, reply, cc, invoker, opts...))
+	}
 }
 
-func plaintextHintStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	cs, err := streamer(ctx, desc, cc, method, opts...)
-	return cs, plaintextHint(err)
+// plaintextHintStream is next with plaintextHint applied to its error.
+func plaintextHintStream(next grpc.StreamClientInterceptor) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		cs, err := next(ctx, desc, cc, method, streamer, opts...)
+		return cs, plaintextHint(err)
+	}
 }

@@ -76,6 +76,7 @@ type options struct {
 	retries                *int // nil: the balancer's default
 	mdnsInterfaces         []string
 	keepalive              keepalive.ClientParameters
+	requestMemory          int64
 	tls                    certs.Files
 	brokerToken            string
 	err                    error // from FailingOption
@@ -317,6 +318,13 @@ func WithTLS(certFile, keyFile, caFile string) Option {
 // without mutual TLS), and the NATS brokers send it as the NATS token.
 // Flag and environment: --broker_token, MICRO_BROKER_TOKEN.
 func WithBrokerToken(token string) Option { return func(o *options) { o.brokerToken = token } }
+
+// WithMaxRequestMemory bounds the bytes of requests the server receives
+// and holds at once (default: no bound); see ServerRequestMemory for how,
+// and for its price.
+func WithMaxRequestMemory(limit int64) Option {
+	return func(o *options) { o.requestMemory = max(limit, 0) }
+}
 
 // WithKeepalive sets the keepalive of connections made by Dial (default
 // DefaultClientKeepalive()); a zero Time turns it off. grpc-go raises a
