@@ -31,7 +31,7 @@ var buildServers = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, p := range []string{"rawserver", "microserver"} {
+	for _, p := range []string{"rawserver", "rawlimitsserver", "microserver"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		out, err := exec.CommandContext(ctx, "go", "build", "-o", dir+"/"+p, "./internal/"+p).CombinedOutput()
 		cancel()
@@ -215,8 +215,11 @@ func median(xs []float64) float64 {
 // server in a process of its own, built as its own program (raw grpc-go:
 // internal/rawserver, and a micro.Service with its defaults:
 // internal/microserver), called over loopback from this process (raw grpc-go's
-// client, and svc.Dial) with 1 and 64 concurrent callers. A round gives
-// each side one second, in slices of 100 ms that alternate between them;
+// client, and svc.Dial) with 1 and 64 concurrent callers. A second
+// baseline is raw grpc-go with micro's settings (internal/rawlimitsserver:
+// the server's limits and keepalive policy; the client's keepalive), so
+// that the framework's cost shows apart from its limits'. A round gives
+// each side one second, in slices of 100 ms that rotate between them;
 // -benchtime=Nx sets the rounds (at least 5). It reports the medians of calls/s and of CPU
 // per call (client and server process together, from rusage and /proc),
 // their micro/raw ratios with the spread of the per-round ratios, and the
@@ -224,12 +227,20 @@ func median(xs []float64) float64 {
 //
 //	go test -run '^$' -bench CrossProcess -benchtime 7x ./bench
 func BenchmarkCrossProcess(b *testing.B) {
-	rawSrv, microSrv := startServer(b, "raw"), startServer(b, "micro")
+	rawSrv, limSrv, microSrv := startServer(b, "raw"), startServer(b, "rawlimits"), startServer(b, "micro")
 	rawCC, err := grpc.NewClient("passthrough:///"+rawSrv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer rawCC.Close()
+	// The second baseline: raw grpc-go with micro's settings (the server's
+	// limits and keepalive policy, the client's keepalive).
+	limCC, err := grpc.NewClient("passthrough:///"+limSrv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(micro.DefaultClientKeepalive()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer limCC.Close()
 	// The micro client finds the server process through a registry of its
 	// own that holds the server's node, as if it had registered there.
 	reg := memory.NewRegistry()
@@ -244,8 +255,10 @@ func BenchmarkCrossProcess(b *testing.B) {
 	for _, conc := range []int{1, 64} {
 		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
 			raw := &side{name: "raw", client: pb.NewGreeterClient(rawCC), server: rawSrv}
+			lim := &side{name: "raw+limits", client: pb.NewGreeterClient(limCC), server: limSrv}
 			mic := &side{name: "micro", client: pb.NewGreeterClient(client.Dial("greeter")), server: microSrv}
-			for _, s := range []*side{raw, mic} { // warm: connections, first calls
+			sides := []*side{raw, lim, mic}
+			for _, s := range sides { // warm: connections, first calls
 				s.round(b, conc, 200*time.Millisecond)
 				s.rates, s.cpus, s.servers = nil, nil, nil
 			}
@@ -255,22 +268,23 @@ func BenchmarkCrossProcess(b *testing.B) {
 			}
 			rounds = max(rounds, 5)
 			b.StopTimer()
-			var rateRatios, cpuRatios []float64
+			var rateRatios, cpuRatios, limRateRatios, limCPURatios []float64
 			for i := range rounds {
-				var tr, tm tally
+				tallies := make([]tally, len(sides))
 				for j := range slicesPerRound {
-					if (i+j)%2 == 0 {
-						tr.add(raw.slice(b, conc, time.Second/slicesPerRound))
-						tm.add(mic.slice(b, conc, time.Second/slicesPerRound))
-					} else {
-						tm.add(mic.slice(b, conc, time.Second/slicesPerRound))
-						tr.add(raw.slice(b, conc, time.Second/slicesPerRound))
+					for k := range sides {
+						// Each slice in another order.
+						at := (k + i + j) % len(sides)
+						tallies[at].add(sides[at].slice(b, conc, time.Second/slicesPerRound))
 					}
 				}
-				raw.record(tr)
-				mic.record(tm)
+				for k, s := range sides {
+					s.record(tallies[k])
+				}
 				rateRatios = append(rateRatios, mic.rates[i]/raw.rates[i])
 				cpuRatios = append(cpuRatios, mic.cpus[i]/raw.cpus[i])
+				limRateRatios = append(limRateRatios, mic.rates[i]/lim.rates[i])
+				limCPURatios = append(limCPURatios, mic.cpus[i]/lim.cpus[i])
 			}
 			b.ReportMetric(median(raw.rates), "raw-calls/s")
 			b.ReportMetric(median(mic.rates), "micro-calls/s")
@@ -280,6 +294,8 @@ func BenchmarkCrossProcess(b *testing.B) {
 			b.ReportMetric(median(mic.servers), "micro-server-cpu-µs/call")
 			b.ReportMetric(median(rateRatios), "calls-micro/raw")
 			b.ReportMetric(median(cpuRatios), "cpu-micro/raw")
+			b.ReportMetric(median(limRateRatios), "calls-micro/raw+limits")
+			b.ReportMetric(median(limCPURatios), "cpu-micro/raw+limits")
 			b.ReportMetric(rawSrv.peakRSS(b)/(1<<20), "raw-server-peak-MiB")
 			b.ReportMetric(microSrv.peakRSS(b)/(1<<20), "micro-server-peak-MiB")
 			slices.Sort(rateRatios)
@@ -289,6 +305,8 @@ func BenchmarkCrossProcess(b *testing.B) {
 				median(cpuRatios), cpuRatios[0], cpuRatios[len(cpuRatios)-1],
 				median(raw.cpus)-median(raw.servers), median(raw.servers), median(mic.cpus)-median(mic.servers), median(mic.servers),
 				rawSrv.peakRSS(b)/(1<<20), microSrv.peakRSS(b)/(1<<20), microSrv.peakRSS(b)/rawSrv.peakRSS(b))
+			fmt.Fprintf(os.Stderr, "c%d, against raw grpc-go with micro's limits and keepalive: calls median %.3f, cpu/call median %.3f [µs/call client+server %.1f+%.1f]\n",
+				conc, median(limRateRatios), median(limCPURatios), median(lim.cpus)-median(lim.servers), median(lim.servers))
 		})
 	}
 }

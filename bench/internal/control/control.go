@@ -6,8 +6,16 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"runtime/pprof"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/microgrpc/microgrpc/internal/greetertest"
+	pb "github.com/microgrpc/microgrpc/proto/greeter"
 )
 
 // Serve answers the benchmark until in closes: to "cpu" it writes the
@@ -29,4 +37,31 @@ func CPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// RawGreeter is the main of the grpc-go servers: the greeter on
+// grpc.NewServer(opts...), listening on 127.0.0.1, its address printed,
+// served until standard input closes. MICROGRPC_BENCH_CPUPROFILE names a
+// file for a CPU profile of the whole run (the name gains "."+kind).
+func RawGreeter(kind string, opts ...grpc.ServerOption) {
+	if path := os.Getenv("MICROGRPC_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path + "." + kind)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	s := grpc.NewServer(opts...)
+	pb.RegisterGreeterServer(s, &greetertest.Server{Node: kind})
+	go s.Serve(lis)
+	fmt.Println(lis.Addr())
+	Serve(os.Stdin, os.Stdout)
+	s.Stop()
 }
