@@ -3,9 +3,10 @@
 // same run, so that the ratio survives a noisy machine.
 //
 // BenchmarkCrossProcess measures it the way users run it: each server a
-// program of its own (internal/rawserver, internal/microserver), the
-// callers in the benchmark process, rounds interleaved, CPU of both
-// processes and the servers' peak RSS reported, medians with their spread:
+// program of its own (internal/rawserver, internal/rawlimitsserver: grpc-go
+// with micro's limits, internal/microserver), the callers in the benchmark
+// process, 100 ms slices rotating between them, CPU of client and server
+// and the servers' peak RSS reported, medians with their spread:
 //
 //	go test -run '^$' -bench CrossProcess -benchtime 9x ./bench
 //
