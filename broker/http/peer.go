@@ -65,28 +65,23 @@ var timers = sync.Pool{New: func() any {
 // wait returns the delivery's result, or ctx's error, or a deadline error
 // once the timeout passed without an answer.
 func (p *pending) wait() error {
-	if p.timeout <= 0 {
-		select {
-		case err := <-p.done:
-			return err
-		case <-p.ctx.Done():
-			p.forget()
-			return p.ctx.Err()
-		}
+	var expired <-chan time.Time // nil without a timeout: never ready
+	if p.timeout > 0 {
+		t := timers.Get().(*time.Timer)
+		t.Reset(p.timeout)
+		defer func() {
+			t.Stop()
+			timers.Put(t)
+		}()
+		expired = t.C
 	}
-	t := timers.Get().(*time.Timer)
-	t.Reset(p.timeout)
-	defer func() {
-		t.Stop()
-		timers.Put(t)
-	}()
 	select {
 	case err := <-p.done:
 		return err
 	case <-p.ctx.Done():
 		p.forget()
 		return p.ctx.Err()
-	case <-t.C:
+	case <-expired:
 		p.forget()
 		return fmt.Errorf("no answer within %v: %w", p.timeout, context.DeadlineExceeded)
 	}
