@@ -149,7 +149,7 @@ func (b *rhBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
 	b.pruneOutliers(s.ResolverState.Endpoints)
 	b.topMu.Lock()
 	defer b.topMu.Unlock()
-	return b.updateChildren(b.setState(balancer.ClientConnState{
+	return b.applySubset(b.setState(balancer.ClientConnState{
 		ResolverState: pickfirst.EnableHealthListener(s.ResolverState),
 	}))
 }

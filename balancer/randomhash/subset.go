@@ -55,8 +55,10 @@ func (s *subset) active(size int) bool {
 }
 
 // setState takes a new resolver state: members and failures of nodes that
-// left are forgotten, and the subset is filled up to size.
-func (b *rhBalancer) setState(st balancer.ClientConnState) balancer.ClientConnState {
+// left are forgotten, and the subset is filled up to size. It returns the
+// state for endpointsharding and the nodes outside the subset (nil while
+// subsetting is off), which applySubset publishes.
+func (b *rhBalancer) setState(st balancer.ClientConnState) (balancer.ClientConnState, []*child) {
 	s := &b.sub
 	s.state = st
 	eps := st.ResolverState.Endpoints
@@ -70,8 +72,7 @@ func (b *rhBalancer) setState(st balancer.ClientConnState) balancer.ClientConnSt
 	size := b.cfg.Load().subsetSize
 	if !s.active(size) {
 		s.members, s.failed = nil, nil
-		b.outside.Store(nil)
-		return st
+		return st, nil
 	}
 	for _, m := range []map[string]bool{s.members, s.failed} {
 		for id := range m {
@@ -122,9 +123,9 @@ func (s *subset) untried() int {
 }
 
 // filtered is the state for endpointsharding: the members' endpoints, in
-// the resolver's order. It also publishes the nodes outside the subset
-// (neither members nor failed) for pickers.
-func (b *rhBalancer) filtered() balancer.ClientConnState {
+// the resolver's order; and the nodes outside the subset (neither members
+// nor failed), for pickers.
+func (b *rhBalancer) filtered() (balancer.ClientConnState, []*child) {
 	s := &b.sub
 	eps := s.state.ResolverState.Endpoints
 	keep := make([]grpcresolver.Endpoint, 0, len(s.members))
@@ -134,7 +135,7 @@ func (b *rhBalancer) filtered() balancer.ClientConnState {
 			outside = append(outside, &child{id: id, hash: hashString(id), info: resolver.NodeFromEndpoint(eps[i])})
 		}
 	}
-	b.outside.Store(&outside)
+
 	for _, ep := range eps {
 		if s.members[nodeID(ep)] {
 			keep = append(keep, ep)
@@ -143,7 +144,26 @@ func (b *rhBalancer) filtered() balancer.ClientConnState {
 	out := s.state
 	out.ResolverState.Endpoints = keep
 	out.ResolverState.Addresses = nil
-	return out
+	return out, outside
+}
+
+// applySubset gives endpointsharding its members, then publishes the nodes
+// outside the subset and a picker that sees them. In that order: a node
+// moving into the subset is then, for a moment, both a child and outside
+// (harmless: a pick that asks for it waits for the next picker), never
+// neither (a hash key would go to another node, a filter would find
+// none). Caller holds topMu.
+func (b *rhBalancer) applySubset(st balancer.ClientConnState, outside []*child) error {
+	err := b.updateChildren(st)
+	if outside == nil {
+		if b.outside.Swap(nil) == nil {
+			return err
+		}
+	} else {
+		b.outside.Store(&outside)
+	}
+	b.republish()
+	return err
 }
 
 // want asks for a node to join the subset (a pick needs it).
@@ -250,7 +270,7 @@ func (b *rhBalancer) adjust() {
 	if !changed {
 		return
 	}
-	b.updateChildren(b.filtered())
+	b.applySubset(b.filtered())
 }
 
 // takesCalls reports whether a READY node can be picked: not ejected and
