@@ -136,8 +136,8 @@ func (s *Service) Publish(ctx context.Context, topic string, msg any, opts ...Pu
 // returns at once, and the channel receives one value, what Publish would
 // have returned. A caller that keeps several publishes in flight and then
 // reads their results lets them share the broker's round trips (see
-// broker.PublishAsync); with NATS that is several times the throughput of
-// waiting on each.
+// broker.PublishAsync); with NATS, about twice the throughput of 16
+// goroutines that each wait.
 func (s *Service) PublishAsync(ctx context.Context, topic string, msg any, opts ...PublishOption) <-chan error {
 	b, m, err := s.encode(ctx, topic, msg, opts)
 	if err != nil {

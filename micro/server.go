@@ -101,8 +101,9 @@ const (
 // ServerRequestMemory returns the options that bound the memory a server
 // holds for requests in flight to about limit bytes of requests (the
 // process holds up to about three times that while it decodes them: the
-// received frames, their copy in one piece, and the decoded message;
-// measured 108 MiB of live heap for a 32 MiB limit): each unary or
+// received frames, their copy in one piece, and the decoded message; 32
+// concurrent 4 MiB requests to a 16 MiB limit measured +72 MiB of live
+// heap, against +209 MiB without): each unary or
 // server-streaming call reserves DefaultMaxRecvMsgSize before it asks for
 // its request, and keeps what the request turned out to be until it ends;
 // a call that finds no room waits, within its deadline, and meanwhile its
