@@ -287,11 +287,11 @@ type subscription struct {
 	// for them; they live until the subscription ends, so a busy
 	// subscription pays no goroutine per message. handlers counts them;
 	// Unsubscribe and Disconnect stop them after the drain (no callback
-	// runs after it) and wait.
+	// runs after it) and wait, within their ctx.
 	queue    chan *natsgo.Msg
-	mu       sync.RWMutex // stopped, and a callback handing over
+	done     chan struct{} // closed by stopWorkers
+	qmu      sync.Mutex    // stopped, workers, idle, queued
 	stopped  bool
-	qmu      sync.Mutex // workers, idle, queued
 	workers  int
 	idle     int
 	queued   int
@@ -299,19 +299,18 @@ type subscription struct {
 }
 
 // hand gives nm to a worker, starting one unless an idle worker is left
-// for it, within the bound. work holds up to MaxConcurrent messages the
+// for it, within the bound. queue holds up to MaxConcurrent messages the
 // workers have not taken yet, so a burst costs the callback no wait;
 // beyond that it waits, and meanwhile the subscription's pending buffer
 // holds what arrives. idle counts the workers that will take a queued
-// message (a worker just started counts), queued the messages in work:
+// message (a worker just started counts), queued the messages in queue:
 // while idle > queued, a queued message has a worker coming for it.
 func (s *subscription) hand(nm *natsgo.Msg, handle func(*natsgo.Msg)) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.qmu.Lock()
 	if s.stopped {
+		s.qmu.Unlock()
 		return
 	}
-	s.qmu.Lock()
 	if s.idle <= s.queued && s.workers < s.opts.MaxConcurrent {
 		s.workers++
 		s.idle++
@@ -320,13 +319,17 @@ func (s *subscription) hand(nm *natsgo.Msg, handle func(*natsgo.Msg)) {
 	}
 	s.queued++
 	s.qmu.Unlock()
-	s.queue <- nm
+	select {
+	case s.queue <- nm:
+	case <-s.done: // the connection is closed: nothing is handled any more
+	}
 }
 
-// work is one worker: it takes queued messages until stopWorkers.
+// work is one worker: it takes queued messages until stopWorkers, then
+// handles what is left in the queue.
 func (s *subscription) work(handle func(*natsgo.Msg)) {
 	defer s.handlers.Done()
-	for nm := range s.queue {
+	take := func(nm *natsgo.Msg) {
 		s.qmu.Lock()
 		s.idle--
 		s.queued--
@@ -336,14 +339,30 @@ func (s *subscription) work(handle func(*natsgo.Msg)) {
 		s.idle++
 		s.qmu.Unlock()
 	}
+	for {
+		select {
+		case nm := <-s.queue:
+			take(nm)
+		case <-s.done:
+			for {
+				select {
+				case nm := <-s.queue:
+					take(nm)
+				default:
+					return
+				}
+			}
+		}
+	}
 }
 
 // stopWorkers ends the workers once they finished what they were given.
+// It never waits: a callback still handing over gives up.
 func (s *subscription) stopWorkers() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.stopped && s.queue != nil {
-		close(s.queue)
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if !s.stopped && s.done != nil {
+		close(s.done)
 	}
 	s.stopped = true
 }
@@ -408,7 +427,7 @@ func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 	// the subscription's pending buffer absorbs the rest.
 	cb := handle
 	if o.MaxConcurrent > 1 {
-		s.queue = make(chan *natsgo.Msg, o.MaxConcurrent)
+		s.queue, s.done = make(chan *natsgo.Msg, o.MaxConcurrent), make(chan struct{})
 		cb = func(nm *natsgo.Msg) { s.hand(nm, handle) }
 	}
 	if s.opts.Queue != "" {

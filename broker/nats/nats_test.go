@@ -231,3 +231,45 @@ func TestPublishAsyncThenDisconnect(t *testing.T) {
 	}
 	t.Logf("%d of %d acknowledged before Disconnect returned, %d handled", ok, len(acks), got.Load())
 }
+
+// Disconnect keeps to its ctx even when handlers never return and the
+// subscription's queue is full: it reports them and does not wait.
+func TestDisconnectBoundedWithStuckHandlers(t *testing.T) {
+	ctx := context.Background()
+	pub := brokertest.New(t, factory)
+	sub := factory(t)
+	if err := sub.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var started atomic.Int64
+	if _, err := sub.Subscribe("stuck", func(context.Context, broker.Event) error {
+		started.Add(1)
+		<-release
+		return nil
+	}, broker.MaxConcurrent(2)); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if err := pub.Publish(ctx, "stuck", &broker.Message{Body: []byte("m")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(brokertest.Timeout)
+	for started.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := sub.Disconnect(dctx)
+	took := time.Since(start)
+	close(release)
+	if err == nil {
+		t.Fatal("Disconnect with stuck handlers returned nil")
+	}
+	if took > 3*time.Second {
+		t.Fatalf("Disconnect took %v with a 300 ms ctx", took)
+	}
+	t.Logf("Disconnect returned after %v: %v", took, err)
+}
