@@ -11,6 +11,7 @@
 package nats
 
 import (
+	"crypto/tls"
 	"os"
 	"strings"
 
@@ -25,35 +26,30 @@ func init() {
 	// nats: the addresses are server URLs; none means
 	// $MICRO_BROKER_ADDRESS or nats://127.0.0.1:4222.
 	plugins.RegisterBroker(builtin.BrokerNATS, func(o plugins.BrokerOptions) (broker.Broker, error) {
-		addrs := urls(o)
-		var opts []natsbroker.Option
-		if len(addrs) > 0 {
-			opts = append(opts, natsbroker.WithURLs(addrs...))
-		}
-		if useTLS(addrs, o) {
-			opts = append(opts, natsbroker.WithTLS(o.ClientTLS))
-		}
-		if o.Token != "" {
-			opts = append(opts, natsbroker.WithToken(o.Token))
-		}
-		return natsbroker.NewBroker(opts...), nil
+		return natsbroker.NewBroker(options(o, natsbroker.WithURLs, natsbroker.WithTLS, natsbroker.WithToken)...), nil
 	})
 	// jetstream: NATS JetStream, durable; the addresses are server URLs,
 	// as for nats.
 	plugins.RegisterBroker(builtin.BrokerJetStream, func(o plugins.BrokerOptions) (broker.Broker, error) {
-		addrs := urls(o)
-		var opts []jsbroker.Option
-		if len(addrs) > 0 {
-			opts = append(opts, jsbroker.WithURLs(addrs...))
-		}
-		if useTLS(addrs, o) {
-			opts = append(opts, jsbroker.WithTLS(o.ClientTLS))
-		}
-		if o.Token != "" {
-			opts = append(opts, jsbroker.WithToken(o.Token))
-		}
-		return jsbroker.NewBroker(opts...), nil
+		return jsbroker.NewBroker(options(o, jsbroker.WithURLs, jsbroker.WithTLS, jsbroker.WithToken)...), nil
 	})
+}
+
+// options are the connection options both brokers take, in the option
+// type of each.
+func options[O any](o plugins.BrokerOptions, withURLs func(...string) O, withTLS func(*tls.Config) O, withToken func(string) O) []O {
+	addrs := urls(o)
+	var opts []O
+	if len(addrs) > 0 {
+		opts = append(opts, withURLs(addrs...))
+	}
+	if useTLS(addrs, o) {
+		opts = append(opts, withTLS(o.ClientTLS))
+	}
+	if o.Token != "" {
+		opts = append(opts, withToken(o.Token))
+	}
+	return opts
 }
 
 // urls are the server URLs: the service's, else $MICRO_BROKER_ADDRESS.
