@@ -124,8 +124,6 @@ func (c *child) peakRSS(b *testing.B) float64 {
 	return 0
 }
 
-func selfCPU() time.Duration { return control.CPU() }
-
 // side is one way to call: a client and the server process behind it.
 type side struct {
 	name   string
@@ -167,7 +165,7 @@ func (s *side) record(t tally) {
 // they took, the CPU both processes spent and, of it, the server's.
 func (s *side) slice(b *testing.B, conc int, d time.Duration) (int, time.Duration, time.Duration, time.Duration) {
 	req := &pb.Request{Name: "John"}
-	cpu0, scpu0 := selfCPU(), s.server.cpu(b)
+	cpu0, scpu0 := control.CPU(), s.server.cpu(b)
 	stop := time.Now().Add(d)
 	var mu sync.Mutex
 	calls := 0
@@ -194,7 +192,7 @@ func (s *side) slice(b *testing.B, conc int, d time.Duration) (int, time.Duratio
 	wg.Wait()
 	took := time.Since(start)
 	server := s.server.cpu(b) - scpu0
-	return calls, took, (selfCPU() - cpu0) + server, server
+	return calls, took, (control.CPU() - cpu0) + server, server
 }
 
 // slicesPerRound is how many times a round switches between raw and

@@ -1,5 +1,6 @@
 // Package limit bounds how many deliveries to one subscription run at
-// once; every broker here uses it for broker.SubscribeOptions.MaxConcurrent.
+// once, for broker.SubscribeOptions.MaxConcurrent (memory, jetstream; nats
+// and http bound their workers themselves).
 package limit
 
 import "context"
