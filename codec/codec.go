@@ -148,7 +148,9 @@ func describe(v any) string { return fmt.Sprintf("%T", v) }
 // not block and, on the accepted path, only allocates for upper case.
 func StrictServerTap(next tap.ServerInHandle) tap.ServerInHandle {
 	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
-		for _, ct := range info.Header.Get("content-type") {
+		// HTTP/2 header names are lower case, and so are grpc-go's
+		// metadata keys: index directly rather than through MD.Get.
+		for _, ct := range info.Header["content-type"] {
 			if err := checkContentType(ct); err != nil {
 				return ctx, err
 			}
@@ -167,6 +169,12 @@ const knownCodecs = "proto, json, bytes"
 // server would not decode a call of gRPC content-type ct with the codec ct
 // names.
 func checkContentType(ct string) error {
+	switch ct {
+	case "application/grpc", "application/grpc+proto":
+		// What nearly every call sends, and always right: checked first,
+		// since the tap runs on the connection's reader, under its lock.
+		return nil
+	}
 	raw, ok := grpcSubtype(ct)
 	if !ok {
 		// Not a gRPC content-type: grpc-go answers 415 before any tap runs
