@@ -59,7 +59,14 @@ func (s *Service) Run() error {
 	}
 	s.running = true
 	s.mu.Unlock()
-	defer s.Close()
+	defer func() {
+		// Stopped already after serving; not when Run failed before. Its
+		// stream workers run until it stops.
+		if s.opts.grpcServer == nil {
+			s.server.Stop()
+		}
+		s.Close()
+	}()
 
 	ctx := s.opts.ctx
 	if s.opts.signal {
@@ -229,7 +236,13 @@ func (s *Service) closeWithin(ctx context.Context) error {
 	s.closed = true
 	conns := s.conns
 	s.conns = nil
+	// A server this service made for a Run that never came (handlers were
+	// registered, then the program gave up) still has its stream workers.
+	idle := s.server != nil && s.opts.grpcServer == nil && !s.running
 	s.mu.Unlock()
+	if idle {
+		s.server.Stop()
+	}
 	var errs []error
 	for _, cc := range conns {
 		errs = append(errs, cc.Close())

@@ -20,6 +20,7 @@ import (
 // strict codec negotiation, the user's options, then the interceptor chains.
 func (s *Service) serverOptionsLocked() ([]grpc.ServerOption, error) {
 	opts := append(ServerKeepalive(), ServerLimits()...)
+	opts = append(opts, grpc.NumStreamWorkers(DefaultStreamWorkers))
 	src, err := s.tlsSourceLocked()
 	if src != nil {
 		// First, so that credentials in WithGRPCServerOptions win.
@@ -97,6 +98,21 @@ const (
 	// ResourceExhausted and the connection keeps serving.
 	DefaultMaxRecvMsgSize = 4 << 20
 )
+
+// DefaultStreamWorkers is how many goroutines a micro service's server
+// keeps to run calls (grpc.NumStreamWorkers; grpc-go's default is none,
+// a goroutine of its own for every call, which grows its stack again each
+// time: about a tenth of a small call's server CPU). Calls beyond the
+// workers busy at once get goroutines of their own, as without. Measured
+// across processes, greeter Hello, against the same server without workers
+// (go test -run '^$' -bench CrossProcess ./bench shows it against raw
+// grpc-go with and without): with 64 callers about 1.1x the calls/s at
+// 0.8x the server's CPU per call, with 1 caller about 1.13x; peak RSS
+// unchanged. Pass grpc.NumStreamWorkers(0) with WithGRPCServerOptions to
+// turn them off; a program with its own *grpc.Server may pass
+// grpc.NumStreamWorkers(DefaultStreamWorkers) to grpc.NewServer. The
+// option is marked experimental in grpc-go.
+const DefaultStreamWorkers = 64
 
 // ServerRequestMemory returns the options that bound the memory a server
 // holds for requests in flight to about limit bytes of requests (the

@@ -129,6 +129,10 @@ func (s *Service) Server() *grpc.Server {
 			s.srvErr = err // Run reports it; handlers can still be registered
 		}
 		s.server = grpc.NewServer(opts...)
+		if s.closed {
+			// Never to serve: let its stream workers go now.
+			s.server.Stop()
+		}
 	}
 	return s.server
 }

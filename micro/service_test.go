@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -476,5 +477,53 @@ func TestShutdownWithOpenHealthWatchIsQuick(t *testing.T) {
 	}
 	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable {
 		t.Fatalf("stream end = %v, want Unavailable", err)
+	}
+}
+
+// streamWorkers counts the goroutines grpc-go keeps as stream workers.
+func streamWorkers() int {
+	buf := make([]byte, 1<<22)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "grpc.(*Server).serverWorker(")
+}
+
+// A service's server keeps DefaultStreamWorkers workers, and lets them go
+// whichever way the service ends: Close without Run, a Run that fails
+// before serving, Server after Close; WithGRPCServerOptions can turn them
+// off.
+func TestStreamWorkersDefaultAndReleased(t *testing.T) {
+	before := streamWorkers()
+	svc := micro.NewService(micro.WithName("idle"), micro.WithRegistry(memory.NewRegistry()))
+	pb.RegisterGreeterServer(svc.Server(), &greetertest.Server{})
+	waitWorkers(t, before+micro.DefaultStreamWorkers, "Server")
+	svc.Close()
+	waitWorkers(t, before, "Close without Run")
+
+	svc = micro.NewService(micro.WithName("bad"), micro.WithRegistry(memory.NewRegistry()), micro.WithAddress("127.0.0.1:99999"), micro.WithSignal(false))
+	pb.RegisterGreeterServer(svc.Server(), &greetertest.Server{})
+	if err := svc.Run(); err == nil {
+		t.Fatal("Run on port 99999 succeeded")
+	}
+	waitWorkers(t, before, "a Run that failed to listen")
+
+	svc.Server() // after Close: made, and stopped at once
+	waitWorkers(t, before, "Server after Close")
+
+	svc = micro.NewService(micro.WithName("off"), micro.WithRegistry(memory.NewRegistry()), micro.WithGRPCServerOptions(grpc.NumStreamWorkers(0)))
+	svc.Server()
+	time.Sleep(50 * time.Millisecond) // workers, if any, have started
+	if got := streamWorkers() - before; got != 0 {
+		t.Errorf("NumStreamWorkers(0): %d workers, want 0", got)
+	}
+	svc.Close()
+}
+
+func waitWorkers(t *testing.T, want int, after string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for streamWorkers() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %d stream workers, want %d", after, streamWorkers(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
