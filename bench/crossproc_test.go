@@ -48,6 +48,7 @@ type child struct {
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
 	addr   string
+	stop   func() // ends the process and waits for it; idempotent
 }
 
 func startServer(b *testing.B, kind string) *child {
@@ -70,7 +71,7 @@ func startServer(b *testing.B, kind string) *child {
 		b.Fatal(err)
 	}
 	c := &child{cmd: cmd, stdin: stdin}
-	b.Cleanup(func() {
+	c.stop = sync.OnceFunc(func() {
 		stdin.Close()
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
@@ -81,6 +82,7 @@ func startServer(b *testing.B, kind string) *child {
 			<-done
 		}
 	})
+	b.Cleanup(c.stop)
 	c.stdout = bufio.NewReader(stdout)
 	line, err := c.stdout.ReadString('\n')
 	if err != nil {
@@ -131,14 +133,7 @@ type side struct {
 	server *child
 	// per round
 	rates, cpus, servers []float64
-}
-
-// round makes calls for d with conc callers and records calls/s and CPU
-// (client and server process together) per call.
-func (s *side) round(b *testing.B, conc int, d time.Duration) {
-	var t tally
-	t.add(s.slice(b, conc, d))
-	s.record(t)
+	rss                  float64 // the server's peak, last round
 }
 
 // tally sums slices of one side.
@@ -212,28 +207,84 @@ func median(xs []float64) float64 {
 // BenchmarkCrossProcess is the way users run microgrpc: the greeter
 // server in a process of its own, built as its own program (raw grpc-go:
 // internal/rawserver, and a micro.Service with its defaults:
-// internal/microserver), called over loopback from this process (raw grpc-go's
-// client, and svc.Dial) with 1 and 64 concurrent callers. A second
-// baseline is raw grpc-go with micro's settings (internal/rawlimitsserver:
-// the server's limits and keepalive policy; the client's keepalive), so
-// that the framework's cost shows apart from its limits'. A round gives
-// each side one second, in slices of 100 ms that rotate between them;
-// -benchtime=Nx sets the rounds (at least 5). It reports the medians of calls/s and of CPU
-// per call (client and server process together, from rusage and /proc),
-// their micro/raw ratios with the spread of the per-round ratios, and the
-// servers' peak RSS.
+// internal/microserver), called over loopback from this process (raw
+// grpc-go's client, and svc.Dial) with 1 and 64 concurrent callers. A
+// second baseline is raw grpc-go with micro's settings
+// (internal/rawlimitsserver: the server's limits, keepalive policy and
+// stream workers; the client's keepalive), so that the framework's cost
+// shows apart from what its settings cost or save.
 //
-//	go test -run '^$' -bench CrossProcess -benchtime 7x ./bench
+// Each round starts the three server processes and their clients afresh:
+// two runs of one program differ by a few percent (where its memory and
+// threads land), and a pair of processes kept for the whole run would
+// carry that into every round, so the median would not remove it. A
+// round gives each side one second, in slices of 100 ms that rotate
+// between them; -benchtime=Nx sets the rounds (at least 5). It reports
+// the medians of calls/s and of CPU per call (client and server process
+// together), their micro/raw ratios with the spread of the per-round
+// ratios, and the median of the servers' peak RSS.
+//
+//	go test -run '^$' -bench CrossProcess -benchtime 9x ./bench
 func BenchmarkCrossProcess(b *testing.B) {
-	rawSrv, limSrv, microSrv := startServer(b, "raw"), startServer(b, "rawlimits"), startServer(b, "micro")
-	rawCC, err := grpc.NewClient("passthrough:///"+rawSrv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	for _, conc := range []int{1, 64} {
+		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
+			rounds := 0
+			for b.Loop() {
+				rounds++
+			}
+			rounds = max(rounds, 5)
+			b.StopTimer()
+			raw, lim, mic := &side{name: "raw"}, &side{name: "raw+settings"}, &side{name: "micro"}
+			var rateRatios, cpuRatios, limRateRatios, limCPURatios, rawRSS, micRSS []float64
+			for i := range rounds {
+				crossRound(b, i, conc, raw, lim, mic)
+				rateRatios = append(rateRatios, mic.rates[i]/raw.rates[i])
+				cpuRatios = append(cpuRatios, mic.cpus[i]/raw.cpus[i])
+				limRateRatios = append(limRateRatios, mic.rates[i]/lim.rates[i])
+				limCPURatios = append(limCPURatios, mic.cpus[i]/lim.cpus[i])
+				rawRSS = append(rawRSS, raw.rss/(1<<20))
+				micRSS = append(micRSS, mic.rss/(1<<20))
+			}
+			b.ReportMetric(median(raw.rates), "raw-calls/s")
+			b.ReportMetric(median(mic.rates), "micro-calls/s")
+			b.ReportMetric(median(raw.cpus), "raw-cpu-µs/call")
+			b.ReportMetric(median(mic.cpus), "micro-cpu-µs/call")
+			b.ReportMetric(median(raw.servers), "raw-server-cpu-µs/call")
+			b.ReportMetric(median(mic.servers), "micro-server-cpu-µs/call")
+			b.ReportMetric(median(rateRatios), "calls-micro/raw")
+			b.ReportMetric(median(cpuRatios), "cpu-micro/raw")
+			b.ReportMetric(median(limRateRatios), "calls-micro/raw+settings")
+			b.ReportMetric(median(limCPURatios), "cpu-micro/raw+settings")
+			b.ReportMetric(median(rawRSS), "raw-server-peak-MiB")
+			b.ReportMetric(median(micRSS), "micro-server-peak-MiB")
+			slices.Sort(rateRatios)
+			slices.Sort(cpuRatios)
+			fmt.Fprintf(os.Stderr, "c%d, %d rounds: calls micro/raw median %.3f (%.3f..%.3f), cpu/call micro/raw median %.3f (%.3f..%.3f) [µs/call client+server raw %.1f+%.1f, micro %.1f+%.1f]; server peak RSS raw %.1f MiB, micro %.1f MiB (%.2fx)\n",
+				conc, rounds, median(rateRatios), rateRatios[0], rateRatios[len(rateRatios)-1],
+				median(cpuRatios), cpuRatios[0], cpuRatios[len(cpuRatios)-1],
+				median(raw.cpus)-median(raw.servers), median(raw.servers), median(mic.cpus)-median(mic.servers), median(mic.servers),
+				median(rawRSS), median(micRSS), median(micRSS)/median(rawRSS))
+			fmt.Fprintf(os.Stderr, "c%d, against raw grpc-go with micro's settings (limits, keepalive, stream workers): calls median %.3f, cpu/call median %.3f [µs/call client+server %.1f+%.1f]\n",
+				conc, median(limRateRatios), median(limCPURatios), median(lim.cpus)-median(lim.servers), median(lim.servers))
+		})
+	}
+}
+
+// crossRound runs round i of BenchmarkCrossProcess on server processes
+// and clients of its own, and records it in the three sides.
+func crossRound(b *testing.B, i, conc int, raw, lim, mic *side) {
+	raw.server, lim.server, mic.server = startServer(b, "raw"), startServer(b, "rawlimits"), startServer(b, "micro")
+	defer raw.server.stop()
+	defer lim.server.stop()
+	defer mic.server.stop()
+	rawCC, err := grpc.NewClient("passthrough:///"+raw.server.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer rawCC.Close()
 	// The second baseline: raw grpc-go with micro's settings (the server's
-	// limits and keepalive policy, the client's keepalive).
-	limCC, err := grpc.NewClient("passthrough:///"+limSrv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	// limits, keepalive policy and stream workers, the client's keepalive).
+	limCC, err := grpc.NewClient("passthrough:///"+lim.server.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(micro.DefaultClientKeepalive()))
 	if err != nil {
 		b.Fatal(err)
@@ -245,66 +296,26 @@ func BenchmarkCrossProcess(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := reg.Register(ctx, &resolver.Service{Name: "greeter",
-		Nodes: []resolver.Node{{ID: "micro", Address: microSrv.addr, HealthService: "greeter"}}}); err != nil {
+		Nodes: []resolver.Node{{ID: "micro", Address: mic.server.addr, HealthService: "greeter"}}}); err != nil {
 		b.Fatal(err)
 	}
 	client := micro.NewService(micro.WithName("bench-client"), micro.WithRegistry(reg), micro.WithLogger(slog.New(slog.DiscardHandler)))
 	defer client.Close()
-	for _, conc := range []int{1, 64} {
-		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
-			raw := &side{name: "raw", client: pb.NewGreeterClient(rawCC), server: rawSrv}
-			lim := &side{name: "raw+limits", client: pb.NewGreeterClient(limCC), server: limSrv}
-			mic := &side{name: "micro", client: pb.NewGreeterClient(client.Dial("greeter")), server: microSrv}
-			sides := []*side{raw, lim, mic}
-			for _, s := range sides { // warm: connections, first calls
-				s.round(b, conc, 200*time.Millisecond)
-				s.rates, s.cpus, s.servers = nil, nil, nil
-			}
-			rounds := 0
-			for b.Loop() {
-				rounds++
-			}
-			rounds = max(rounds, 5)
-			b.StopTimer()
-			var rateRatios, cpuRatios, limRateRatios, limCPURatios []float64
-			for i := range rounds {
-				tallies := make([]tally, len(sides))
-				for j := range slicesPerRound {
-					for k := range sides {
-						// Each slice in another order.
-						at := (k + i + j) % len(sides)
-						tallies[at].add(sides[at].slice(b, conc, time.Second/slicesPerRound))
-					}
-				}
-				for k, s := range sides {
-					s.record(tallies[k])
-				}
-				rateRatios = append(rateRatios, mic.rates[i]/raw.rates[i])
-				cpuRatios = append(cpuRatios, mic.cpus[i]/raw.cpus[i])
-				limRateRatios = append(limRateRatios, mic.rates[i]/lim.rates[i])
-				limCPURatios = append(limCPURatios, mic.cpus[i]/lim.cpus[i])
-			}
-			b.ReportMetric(median(raw.rates), "raw-calls/s")
-			b.ReportMetric(median(mic.rates), "micro-calls/s")
-			b.ReportMetric(median(raw.cpus), "raw-cpu-µs/call")
-			b.ReportMetric(median(mic.cpus), "micro-cpu-µs/call")
-			b.ReportMetric(median(raw.servers), "raw-server-cpu-µs/call")
-			b.ReportMetric(median(mic.servers), "micro-server-cpu-µs/call")
-			b.ReportMetric(median(rateRatios), "calls-micro/raw")
-			b.ReportMetric(median(cpuRatios), "cpu-micro/raw")
-			b.ReportMetric(median(limRateRatios), "calls-micro/raw+limits")
-			b.ReportMetric(median(limCPURatios), "cpu-micro/raw+limits")
-			b.ReportMetric(rawSrv.peakRSS(b)/(1<<20), "raw-server-peak-MiB")
-			b.ReportMetric(microSrv.peakRSS(b)/(1<<20), "micro-server-peak-MiB")
-			slices.Sort(rateRatios)
-			slices.Sort(cpuRatios)
-			fmt.Fprintf(os.Stderr, "c%d, %d rounds: calls micro/raw median %.3f (%.3f..%.3f), cpu/call micro/raw median %.3f (%.3f..%.3f) [µs/call client+server raw %.1f+%.1f, micro %.1f+%.1f]; server peak RSS raw %.1f MiB, micro %.1f MiB (%.2fx)\n",
-				conc, rounds, median(rateRatios), rateRatios[0], rateRatios[len(rateRatios)-1],
-				median(cpuRatios), cpuRatios[0], cpuRatios[len(cpuRatios)-1],
-				median(raw.cpus)-median(raw.servers), median(raw.servers), median(mic.cpus)-median(mic.servers), median(mic.servers),
-				rawSrv.peakRSS(b)/(1<<20), microSrv.peakRSS(b)/(1<<20), microSrv.peakRSS(b)/rawSrv.peakRSS(b))
-			fmt.Fprintf(os.Stderr, "c%d, against raw grpc-go with micro's limits and keepalive: calls median %.3f, cpu/call median %.3f [µs/call client+server %.1f+%.1f]\n",
-				conc, median(limRateRatios), median(limCPURatios), median(lim.cpus)-median(lim.servers), median(lim.servers))
-		})
+	raw.client, lim.client, mic.client = pb.NewGreeterClient(rawCC), pb.NewGreeterClient(limCC), pb.NewGreeterClient(client.Dial("greeter"))
+	sides := []*side{raw, lim, mic}
+	for _, s := range sides { // warm: connections, first calls
+		s.slice(b, conc, 200*time.Millisecond)
+	}
+	tallies := make([]tally, len(sides))
+	for j := range slicesPerRound {
+		for k := range sides {
+			// Each slice in another order.
+			at := (k + i + j) % len(sides)
+			tallies[at].add(sides[at].slice(b, conc, time.Second/slicesPerRound))
+		}
+	}
+	for k, s := range sides {
+		s.record(tallies[k])
+		s.rss = s.server.peakRSS(b)
 	}
 }

@@ -4,7 +4,7 @@
 //
 // BenchmarkCrossProcess measures it the way users run it: each server a
 // program of its own (internal/rawserver, internal/rawlimitsserver: grpc-go
-// with micro's limits, internal/microserver), the callers in the benchmark
+// with micro's settings, internal/microserver), the callers in the benchmark
 // process, 100 ms slices rotating between them, CPU of client and server
 // and the servers' peak RSS reported, medians with their spread:
 //

@@ -1,15 +1,19 @@
-// Command rawlimitsserver is rawserver with the limits and keepalive
-// policy every micro service's server has (micro.ServerLimits,
-// micro.ServerKeepalive): bench.BenchmarkCrossProcess's second baseline,
-// raw grpc-go with micro's settings, so that what the framework costs
-// shows apart from what its limits cost.
+// Command rawlimitsserver is rawserver with the settings every micro
+// service's server has: its limits and keepalive policy (micro.ServerLimits,
+// micro.ServerKeepalive) and its stream workers
+// (micro.DefaultStreamWorkers). It is bench.BenchmarkCrossProcess's second
+// baseline, raw grpc-go with micro's settings, so that what the framework
+// costs shows apart from what its settings cost or save.
 package main
 
 import (
+	"google.golang.org/grpc"
+
 	"github.com/microgrpc/microgrpc/bench/internal/control"
 	"github.com/microgrpc/microgrpc/micro"
 )
 
 func main() {
-	control.RawGreeter("rawlimits", append(micro.ServerKeepalive(), micro.ServerLimits()...)...)
+	opts := append(micro.ServerKeepalive(), micro.ServerLimits()...)
+	control.RawGreeter("rawlimits", append(opts, grpc.NumStreamWorkers(micro.DefaultStreamWorkers))...)
 }
