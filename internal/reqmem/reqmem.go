@@ -56,30 +56,44 @@ func (g *Gate) Used() int64 {
 
 type callKey struct{}
 
-// call is one call's reservation; only its own goroutine changes it.
+// call is one call's reservation; only its own goroutine changes it. It
+// is the context TagRPC returns, so that a call costs one allocation.
 type call struct {
+	context.Context
 	reserved int64
 }
 
-func (g *Gate) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
-	return context.WithValue(ctx, callKey{}, &call{})
+func (c *call) Value(key any) any {
+	if key == (callKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
 }
 
-func (g *Gate) HandleRPC(ctx context.Context, s stats.RPCStats) {
+func (g *Gate) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return &call{Context: ctx}
+}
+
+// callOf returns the call of ctx, nil for a context TagRPC did not make.
+func callOf(ctx context.Context) *call {
 	c, _ := ctx.Value(callKey{}).(*call)
-	if c == nil {
-		return
-	}
+	return c
+}
+
+// HandleRPC looks at the three events it needs, and looks the call up
+// only for them: grpc-go sends every event of every call.
+func (g *Gate) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	switch s := s.(type) {
 	case *stats.Begin:
 		if s.IsClientStream || s.Client {
 			return
 		}
-		if g.acquire(ctx, g.per) {
+		if c := callOf(ctx); c != nil && g.acquire(ctx, g.per) {
 			c.reserved = g.per
 		}
 	case *stats.InPayload:
-		if s.Client || c.reserved == 0 {
+		c := callOf(ctx)
+		if s.Client || c == nil || c.reserved == 0 {
 			return
 		}
 		switch keep := int64(s.Length); {
@@ -95,7 +109,7 @@ func (g *Gate) HandleRPC(ctx context.Context, s stats.RPCStats) {
 			c.reserved = keep
 		}
 	case *stats.End:
-		if c.reserved > 0 {
+		if c := callOf(ctx); c != nil && c.reserved > 0 {
 			g.release(c.reserved)
 			c.reserved = 0
 		}
