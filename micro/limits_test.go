@@ -163,7 +163,8 @@ func floodLarge(t *testing.T, n int, hold time.Duration, opts ...micro.Option) (
 // WithMaxRequestMemory bounds the requests the server holds at once: 32
 // concurrent 4 MiB requests to a node with a 16 MiB budget are received at
 // most 4 at a time (all of them served, and a small call among them),
-// where without the bound far more are held together.
+// where without the bound far more are held together; a node with the
+// default budget holds at most 16.
 func TestRequestMemoryBounded(t *testing.T) {
 	const n, budget = 32, 16 << 20
 	held, peak := floodLarge(t, n, 400*time.Millisecond, micro.WithMaxRequestMemory(budget))
@@ -175,6 +176,12 @@ func TestRequestMemoryBounded(t *testing.T) {
 	}
 	if freeHeld <= budget/micro.DefaultMaxRecvMsgSize {
 		t.Errorf("without a budget only %d requests were held at once: the flood does not test the bound", freeHeld)
+	}
+	// And by default: DefaultMaxRequestMemory.
+	defHeld, defPeak := floodLarge(t, n, 400*time.Millisecond)
+	t.Logf("default budget %d MiB: %d requests held at once, live heap peak +%d MiB", micro.DefaultMaxRequestMemory>>20, defHeld, defPeak)
+	if limit := micro.DefaultMaxRequestMemory / micro.DefaultMaxRecvMsgSize; defHeld > limit {
+		t.Errorf("by default the handlers held %d requests of 4 MiB at once, want at most %d", defHeld, limit)
 	}
 	// The heap peaks are reported, not checked: with the race detector on
 	// (as the suite runs) GC timing makes them vary run to run. Without it

@@ -100,6 +100,7 @@ func defaultOptions() options {
 		strictCodec:         true,
 		resolverGracePeriod: resolver.DefaultGracePeriod,
 		keepalive:           DefaultClientKeepalive(),
+		requestMemory:       DefaultMaxRequestMemory,
 		logger:              slog.Default(),
 	}
 }
@@ -320,8 +321,8 @@ func WithTLS(certFile, keyFile, caFile string) Option {
 func WithBrokerToken(token string) Option { return func(o *options) { o.brokerToken = token } }
 
 // WithMaxRequestMemory bounds the bytes of requests the server receives
-// and holds at once (default: no bound); see ServerRequestMemory for how,
-// and for its price.
+// and holds at once (default DefaultMaxRequestMemory; 0 turns the bound
+// off); see ServerRequestMemory for how, and for its price.
 func WithMaxRequestMemory(limit int64) Option {
 	return func(o *options) { o.requestMemory = max(limit, 0) }
 }
