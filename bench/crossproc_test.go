@@ -210,8 +210,8 @@ func median(xs []float64) float64 {
 // internal/microserver), called over loopback from this process (raw
 // grpc-go's client, and svc.Dial) with 1 and 64 concurrent callers. A
 // second baseline is raw grpc-go with micro's settings
-// (internal/rawlimitsserver: the server's limits, keepalive policy and
-// stream workers; the client's keepalive), so that the framework's cost
+// (internal/rawlimitsserver: the server's limits, keepalive policy, stream
+// workers and request memory bound; the client's keepalive), so that the framework's cost
 // shows apart from what its settings cost or save.
 //
 // Each round starts the three server processes and their clients afresh:
@@ -264,7 +264,7 @@ func BenchmarkCrossProcess(b *testing.B) {
 				median(cpuRatios), cpuRatios[0], cpuRatios[len(cpuRatios)-1],
 				median(raw.cpus)-median(raw.servers), median(raw.servers), median(mic.cpus)-median(mic.servers), median(mic.servers),
 				median(rawRSS), median(micRSS), median(micRSS)/median(rawRSS))
-			fmt.Fprintf(os.Stderr, "c%d, against raw grpc-go with micro's settings (limits, keepalive, stream workers): calls median %.3f, cpu/call median %.3f [µs/call client+server %.1f+%.1f]\n",
+			fmt.Fprintf(os.Stderr, "c%d, against raw grpc-go with micro's settings (limits, keepalive, stream workers, request memory): calls median %.3f, cpu/call median %.3f [µs/call client+server %.1f+%.1f]\n",
 				conc, median(limRateRatios), median(limCPURatios), median(lim.cpus)-median(lim.servers), median(lim.servers))
 		})
 	}
@@ -283,7 +283,8 @@ func crossRound(b *testing.B, i, conc int, raw, lim, mic *side) {
 	}
 	defer rawCC.Close()
 	// The second baseline: raw grpc-go with micro's settings (the server's
-	// limits, keepalive policy and stream workers, the client's keepalive).
+	// limits, keepalive policy, stream workers and request memory bound,
+	// the client's keepalive).
 	limCC, err := grpc.NewClient("passthrough:///"+lim.server.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(micro.DefaultClientKeepalive()))
 	if err != nil {

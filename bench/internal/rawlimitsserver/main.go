@@ -1,7 +1,7 @@
 // Command rawlimitsserver is rawserver with the settings every micro
 // service's server has: its limits and keepalive policy (micro.ServerLimits,
-// micro.ServerKeepalive) and its stream workers
-// (micro.DefaultStreamWorkers). It is bench.BenchmarkCrossProcess's second
+// micro.ServerKeepalive), its stream workers (micro.DefaultStreamWorkers)
+// and its bound on request memory (micro.ServerRequestMemory). It is bench.BenchmarkCrossProcess's second
 // baseline, raw grpc-go with micro's settings, so that what the framework
 // costs shows apart from what its settings cost or save.
 package main
@@ -15,5 +15,6 @@ import (
 
 func main() {
 	opts := append(micro.ServerKeepalive(), micro.ServerLimits()...)
+	opts = append(opts, micro.ServerRequestMemory(micro.DefaultMaxRequestMemory)...)
 	control.RawGreeter("rawlimits", append(opts, grpc.NumStreamWorkers(micro.DefaultStreamWorkers))...)
 }
