@@ -171,11 +171,11 @@ func (r *Registry) register(ctx context.Context, key, value string, ttl int64) e
 
 	// First registration: put synchronously so that an unreachable etcd is
 	// an error for the caller, then keep it alive in the background.
-	lease, err := r.put(ctx, key, value, ttl)
+	lease, rev, err := r.put(ctx, key, value, ttl)
 	if err != nil {
 		return fmt.Errorf("etcd registry: register %s in etcd at %s: %w", key, strings.Join(r.endpoints, ","), r.explain(err))
 	}
-	k := &keeper{r: r, key: key, value: value, ttl: ttl, lease: lease, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	k := &keeper{r: r, key: key, value: value, ttl: ttl, lease: lease, rev: rev, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	kctx, cancel := context.WithCancel(r.ctx)
 	k.cancel = cancel
 	r.mu.Lock()
@@ -196,15 +196,17 @@ func (r *Registry) register(ctx context.Context, key, value string, ttl int64) e
 }
 
 // put grants a lease and puts key on it.
-func (r *Registry) put(ctx context.Context, key, value string, ttl int64) (clientv3.LeaseID, error) {
+// It returns the lease and the revision of the put.
+func (r *Registry) put(ctx context.Context, key, value string, ttl int64) (clientv3.LeaseID, int64, error) {
 	g, err := r.client.Grant(ctx, ttl)
 	if err != nil {
-		return 0, fmt.Errorf("grant lease: %w", err)
+		return 0, 0, fmt.Errorf("grant lease: %w", err)
 	}
-	if _, err := r.kv.Put(ctx, key, value, clientv3.WithLease(g.ID)); err != nil {
-		return 0, fmt.Errorf("put: %w", err)
+	resp, err := r.kv.Put(ctx, key, value, clientv3.WithLease(g.ID))
+	if err != nil {
+		return 0, 0, fmt.Errorf("put: %w", err)
 	}
-	return g.ID, nil
+	return g.ID, resp.Header.Revision, nil
 }
 
 // Deregister deletes the nodes' keys and revokes their leases.

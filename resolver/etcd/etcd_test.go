@@ -210,6 +210,42 @@ func TestDeletedKeyIsPutBack(t *testing.T) {
 	})
 }
 
+// deletingKV deletes a key right after the registry first puts it, before
+// Register returns and so before the keeper can watch it.
+type deletingKV struct {
+	clientv3.KV
+	key     string
+	once    sync.Once
+	deleted atomic.Bool
+}
+
+func (d *deletingKV) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
+	resp, err := d.KV.Put(ctx, key, val, opts...)
+	if err == nil && key == d.key {
+		d.once.Do(func() {
+			if _, err = d.KV.Delete(ctx, key); err == nil {
+				d.deleted.Store(true)
+			}
+		})
+	}
+	return resp, err
+}
+
+// A key deleted between the registry's put and the start of its watch is
+// put back too: the watch starts at the put's revision, not at "now",
+// which missed the delete and left the node unregistered for good.
+func TestKeyDeletedBeforeTheWatchIsPutBack(t *testing.T) {
+	kv := &deletingKV{key: prefix(t) + "/greeter/a"}
+	r := newRegistry(t, server.Endpoint(), etcd.WithKVWrapper(func(inner clientv3.KV) clientv3.KV { kv.KV = inner; return kv }))
+	if err := r.Register(ctx(t), node("a", "127.0.0.1:1"), resolver.WithTTL(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if !kv.deleted.Load() {
+		t.Fatal("the first put was not deleted")
+	}
+	eventually(t, "the key deleted before the watch to be put back", func() bool { return fmt.Sprint(nodeIDs(t, r, "greeter")) == "[a]" })
+}
+
 func dial(t *testing.T, b grpcresolver.Builder, target string) pb.GreeterClient {
 	t.Helper()
 	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(b),

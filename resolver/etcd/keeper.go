@@ -25,6 +25,10 @@ type keeper struct {
 	value string
 	ttl   int64
 	lease clientv3.LeaseID
+	// rev is the revision of the put that made lease's key: the watch
+	// starts after it, so that a delete between the put and the watch's
+	// start is seen (a watch from "now" missed it).
+	rev   int64
 	dirty bool // value changed since the last put
 }
 
@@ -82,7 +86,7 @@ func (k *keeper) run(ctx context.Context) {
 			// Bounded: a call into an etcd that is down may otherwise wait
 			// for it forever, and the recovery would never be logged.
 			pctx, cancel := context.WithTimeout(ctx, k.r.opts.dialTimeout+time.Duration(ttl)*time.Second)
-			id, err := k.r.put(pctx, k.key, value, ttl)
+			id, rev, err := k.r.put(pctx, k.key, value, ttl)
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -97,7 +101,7 @@ func (k *keeper) run(ctx context.Context) {
 				continue
 			}
 			k.mu.Lock()
-			k.lease = id
+			k.lease, k.rev = id, rev
 			k.mu.Unlock()
 			if failures > 0 || lost {
 				log.Info("etcd registry: registration restored", "lease", int64(id), "after_attempts", failures)
@@ -124,13 +128,16 @@ func (k *keeper) hold(ctx context.Context) string {
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	k.mu.Lock()
-	lease := k.lease
+	lease, rev := k.lease, k.rev
 	k.mu.Unlock()
 	ka, err := k.r.client.KeepAlive(hctx, lease)
 	if err != nil {
 		return "keepalive: " + err.Error()
 	}
-	wch := k.r.client.Watch(clientv3.WithRequireLeader(hctx), k.key)
+	watch := func(after int64) clientv3.WatchChan {
+		return k.r.client.Watch(clientv3.WithRequireLeader(hctx), k.key, clientv3.WithRev(after+1))
+	}
+	wch := watch(rev)
 	for {
 		select {
 		case <-ctx.Done():
@@ -143,10 +150,11 @@ func (k *keeper) hold(ctx context.Context) string {
 			if !ok || wr.Canceled {
 				// The watch ended (etcd lost its leader or restarted):
 				// check the key ourselves before deciding.
-				if !k.present(hctx) {
+				at, ok := k.present(hctx)
+				if !ok {
 					return "key missing or not ours after the watch ended"
 				}
-				wch = k.r.client.Watch(clientv3.WithRequireLeader(hctx), k.key)
+				wch = watch(at)
 				continue
 			}
 			for _, ev := range wr.Events {
@@ -184,13 +192,14 @@ func (k *keeper) hold(ctx context.Context) string {
 	}
 }
 
-// present reports whether the key holds our value.
-func (k *keeper) present(ctx context.Context) bool {
+// present reports whether the key holds our value, and the revision it
+// was read at.
+func (k *keeper) present(ctx context.Context) (int64, bool) {
 	resp, err := k.r.kv.Get(ctx, k.key)
 	if err != nil || len(resp.Kvs) == 0 {
-		return false
+		return 0, false
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return string(resp.Kvs[0].Value) == k.value
+	return resp.Header.Revision, string(resp.Kvs[0].Value) == k.value
 }
