@@ -5,10 +5,11 @@
 // BenchmarkCrossProcess measures it the way users run it: each server a
 // program of its own (internal/rawserver, internal/rawlimitsserver: grpc-go
 // with micro's settings, internal/microserver), the callers in the benchmark
-// process, 100 ms slices rotating between them, CPU of client and server
-// and the servers' peak RSS reported, medians with their spread:
+// process, 100 ms slices rotating between them, the server processes
+// started afresh every round, CPU of client and server and the servers'
+// peak RSS reported, medians with their spread:
 //
-//	go test -run '^$' -bench CrossProcess -benchtime 9x ./bench
+//	go test -run '^$' -bench CrossProcess -benchtime 15x ./bench
 //
 // BenchmarkHello and BenchmarkHelloRatio run both sides in one process:
 //
