@@ -138,6 +138,13 @@ const DefaultMaxRequestMemory = 32 << 20
 // its own *grpc.Server may pass these to grpc.NewServer. Client-streaming
 // calls are not bounded this way: they read one message at a time.
 //
+// A call holds its full reservation from its start until its request has
+// arrived, so limit/DefaultMaxRecvMsgSize calls at a time can be waiting
+// for theirs (8 by default): a request arrives with its call's headers on
+// a local network, but clients a long round trip away that send requests
+// of more than a window hold their reservation that long, and are served
+// that many per round trip. Raise the limit, or turn it off, for them.
+//
 // A micro service has it on by default (DefaultMaxRequestMemory). Its
 // price is that of any grpc-go stats handler (a handler that does nothing
 // costs as much): with 64 small concurrent calls about 0.9x the calls per
