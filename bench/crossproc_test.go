@@ -128,7 +128,6 @@ func (c *child) peakRSS(b *testing.B) float64 {
 
 // side is one way to call: a client and the server process behind it.
 type side struct {
-	name   string
 	client pb.GreeterClient
 	server *child
 	// per round
@@ -211,8 +210,8 @@ func median(xs []float64) float64 {
 // grpc-go's client, and svc.Dial) with 1 and 64 concurrent callers. A
 // second baseline is raw grpc-go with micro's settings
 // (internal/rawlimitsserver: the server's limits, keepalive policy, stream
-// workers and request memory bound; the client's keepalive), so that the framework's cost
-// shows apart from what its settings cost or save.
+// workers and request memory bound; the client's keepalive), so that the
+// framework's cost shows apart from what its settings cost or save.
 //
 // Each round starts the three server processes and their clients afresh:
 // two runs of one program differ by a few percent (where its memory and
@@ -224,7 +223,7 @@ func median(xs []float64) float64 {
 // together), their micro/raw ratios with the spread of the per-round
 // ratios, and the median of the servers' peak RSS.
 //
-//	go test -run '^$' -bench CrossProcess -benchtime 9x ./bench
+//	go test -run '^$' -bench CrossProcess -benchtime 15x ./bench
 func BenchmarkCrossProcess(b *testing.B) {
 	for _, conc := range []int{1, 64} {
 		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
@@ -234,7 +233,7 @@ func BenchmarkCrossProcess(b *testing.B) {
 			}
 			rounds = max(rounds, 5)
 			b.StopTimer()
-			raw, lim, mic := &side{name: "raw"}, &side{name: "raw+settings"}, &side{name: "micro"}
+			raw, lim, mic := &side{}, &side{}, &side{}
 			var rateRatios, cpuRatios, limRateRatios, limCPURatios, rawRSS, micRSS []float64
 			for i := range rounds {
 				crossRound(b, i, conc, raw, lim, mic)

@@ -148,7 +148,7 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 		{envconfig.TLSCAFile, &o.tls.CAFile},
 	} {
 		if val, ok := v[f.set]; ok {
-			if s.server != nil && s.opts.grpcServer == nil {
+			if s.server != nil && s.ownsServer() {
 				return fmt.Errorf("micro: init: -%s given after Server() made the gRPC server: call Init first", f.set.Flag)
 			}
 			*f.dst = val

@@ -60,9 +60,10 @@ func (s *Service) Run() error {
 	s.running = true
 	s.mu.Unlock()
 	defer func() {
-		// Stopped already after serving; not when Run failed before. Its
-		// stream workers run until it stops.
-		if s.opts.grpcServer == nil {
+		// A server that served is stopped already (a second Stop does
+		// nothing); one that never served, as Run failed first, still has
+		// its stream workers.
+		if s.ownsServer() {
 			s.server.Stop()
 		}
 		s.Close()
@@ -238,7 +239,7 @@ func (s *Service) closeWithin(ctx context.Context) error {
 	s.conns = nil
 	// A server this service made for a Run that never came (handlers were
 	// registered, then the program gave up) still has its stream workers.
-	idle := s.server != nil && s.opts.grpcServer == nil && !s.running
+	idle := s.server != nil && s.ownsServer() && !s.running
 	s.mu.Unlock()
 	if idle {
 		s.server.Stop()

@@ -104,12 +104,13 @@ const (
 // a goroutine of its own for every call, which grows its stack again each
 // time: about a tenth of a small call's server CPU). Calls beyond the
 // workers busy at once get goroutines of their own, as without. Measured
-// across processes, greeter Hello, against the same server without workers
-// (go test -run '^$' -bench CrossProcess ./bench shows it against raw
-// grpc-go with and without): with 64 callers about 1.1x the calls/s at
-// 0.8x the server's CPU per call, with 1 caller about 1.13x; their stacks
-// add about 0.6 MiB to the server's peak RSS. Pass grpc.NumStreamWorkers(0) with WithGRPCServerOptions to
-// turn them off; a program with its own *grpc.Server may pass
+// across processes, greeter Hello, against the same server without
+// workers: with 64 callers about 1.1x the calls/s at 0.8x the server's CPU
+// per call, with 1 caller about 1.13x; their stacks add about 0.6 MiB to
+// the server's peak RSS (go test -run '^$' -bench CrossProcess ./bench
+// shows it against raw grpc-go with and without). Pass
+// grpc.NumStreamWorkers(0) with WithGRPCServerOptions to turn them off; a
+// program with its own *grpc.Server may pass
 // grpc.NumStreamWorkers(DefaultStreamWorkers) to grpc.NewServer. The
 // option is marked experimental in grpc-go.
 const DefaultStreamWorkers = 64
@@ -150,8 +151,8 @@ const DefaultMaxRequestMemory = 32 << 20
 // costs as much): with 64 small concurrent calls about 0.9x the calls per
 // second, 1.15x the server's CPU per call. The server's stream workers
 // (DefaultStreamWorkers) save more than that: a service with its defaults
-// measured 0.98x raw grpc-go's calls per second with 64 callers and 1.04x
-// with 1 (go test -run '^$' -bench CrossProcess ./bench). grpc-go has no
+// measured 1.0x raw grpc-go's calls per second with 64 callers and 1.08x
+// with 1 (go test -run '^$' -bench CrossProcess -benchtime 15x ./bench). grpc-go has no
 // cheaper point that sees a request before it is read.
 func ServerRequestMemory(limit int64) []grpc.ServerOption {
 	return []grpc.ServerOption{

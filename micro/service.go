@@ -137,6 +137,10 @@ func (s *Service) Server() *grpc.Server {
 	return s.server
 }
 
+// ownsServer reports whether the service made its *grpc.Server (and so
+// stops it), rather than being given one (WithGRPCServer).
+func (s *Service) ownsServer() bool { return s.opts.grpcServer == nil }
+
 // tlsSourceLocked returns the TLS material, or nil when TLS is off. Caller
 // must hold s.mu.
 func (s *Service) tlsSourceLocked() (*certs.Source, error) {
