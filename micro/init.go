@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/microgrpc/microgrpc/internal/envconfig"
+	"github.com/microgrpc/microgrpc/plugins"
 )
 
 type initOptions struct {
@@ -192,9 +193,13 @@ func (s *Service) applyBrokerLocked(v envconfig.Values) error {
 	s.opts.brokerName = name
 	s.opts.brokerAddrs = v.List(envconfig.BrokerAddress)
 	s.brk, s.brkErr, s.ownsBroker = nil, nil, false
-	// Make it now so that a wrong name fails here, at Init.
-	_, err := s.brokerLocked()
-	return err
+	// A wrong name fails here, at Init, and at every use after. The broker
+	// itself is made on first use (brokerLocked), so that only a program
+	// that can use it links its plugin.
+	if _, err := plugins.LookupBroker(name); err != nil {
+		s.brkErr = fmt.Errorf("micro: %w", err)
+	}
+	return s.brkErr
 }
 
 // applyRegistryLocked makes the registry the settings name. Caller must

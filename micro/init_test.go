@@ -2,6 +2,7 @@ package micro_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/microgrpc/microgrpc/internal/envconfig"
 	"github.com/microgrpc/microgrpc/micro"
 	"github.com/microgrpc/microgrpc/plugins"
+	"github.com/microgrpc/microgrpc/resolver/memory"
 )
 
 func registryName(t *testing.T, svc *micro.Service) string {
@@ -102,6 +104,26 @@ func TestInitUnknownPluginListsKnownNames(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "zookeeper") {
 		t.Errorf("error %q does not name the unknown plugin", err)
+	}
+}
+
+// A broker is made on first use, but a wrong name still fails at Init, and
+// every use after reports the same error.
+func TestInitUnknownBrokerFailsAtInit(t *testing.T) {
+	svc, err := initService(t, []micro.Option{micro.WithRegistry(memory.NewRegistry())}, map[string]string{"MICRO_BROKER": "kafka"})
+	if !errors.Is(err, plugins.ErrUnknownPlugin) || !strings.Contains(err.Error(), "kafka") {
+		t.Fatalf("Init = %v, want ErrUnknownPlugin naming kafka", err)
+	}
+	for _, name := range plugins.Brokers() {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not list %q", err, name)
+		}
+	}
+	if b, berr := svc.Broker(); b != nil || berr == nil || berr.Error() != err.Error() {
+		t.Errorf("Broker() after Init = %v, %v; want Init's error", b, berr)
+	}
+	if perr := svc.Publish(context.Background(), "t", map[string]string{}); perr == nil || perr.Error() != err.Error() {
+		t.Errorf("Publish after Init = %v; want Init's error", perr)
 	}
 }
 

@@ -11,12 +11,16 @@ import (
 	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/codec"
 	"github.com/microgrpc/microgrpc/interceptors"
+	"github.com/microgrpc/microgrpc/internal/httpplugin"
 	"github.com/microgrpc/microgrpc/plugins"
 )
 
 // Broker returns the service's broker, making it from the broker plugin
 // (default http, over the service's registry) on first use, or the error
-// that making it gave; Init, Publish and Run report the same error.
+// that making it gave; Publish and Run report the same error. A broker
+// name nothing registered fails at Init already. A service that never
+// calls Broker, Publish or RegisterSubscriber does not link the http
+// broker's code (see plugins/builtin).
 func (s *Service) Broker() (broker.Broker, error) {
 	return s.broker()
 }
@@ -49,6 +53,9 @@ func (s *Service) brokerLocked() (broker.Broker, error) {
 			bo.ServerTLS = src.ServerConfig()
 		}
 	}
+	// The default broker's code is linked only from here: see
+	// plugins/builtin.
+	httpplugin.Link()
 	s.brk, s.brkErr = plugins.NewBroker(s.opts.brokerName, bo)
 	if s.brkErr != nil {
 		s.brkErr = fmt.Errorf("micro: %w", s.brkErr)
@@ -236,13 +243,14 @@ func RegisterSubscriber(topic string, svc *Service, handler any, opts ...Subscri
 	}
 	svc.mu.Lock()
 	svc.subs = append(svc.subs, sub)
+	svc.subscribe = svc.subscribeOne
 	// Before Run starts the subscriptions this one is among those it will
 	// start; after they started nobody else will start it; after they
 	// stopped it must not start.
 	start := svc.subsState == subsStarted
 	svc.mu.Unlock()
 	if start {
-		return svc.subscribe(context.Background(), sub)
+		return svc.subscribeOne(context.Background(), sub)
 	}
 	return nil
 }
@@ -256,8 +264,8 @@ const (
 	subsStopped                  // stopped: new ones never start
 )
 
-// subscribe starts one subscription on the broker.
-func (s *Service) subscribe(ctx context.Context, sub *subscription) error {
+// subscribeOne starts one subscription on the broker.
+func (s *Service) subscribeOne(ctx context.Context, sub *subscription) error {
 	b, err := s.connectedBroker(ctx)
 	if err != nil {
 		return err
@@ -328,9 +336,10 @@ func (s *Service) startSubscriptions(ctx context.Context) error {
 	}
 	s.subsState = subsStarted
 	subs := append([]*subscription(nil), s.subs...)
+	subscribe := s.subscribe
 	s.mu.Unlock()
 	for _, sub := range subs {
-		if err := s.subscribe(ctx, sub); err != nil {
+		if err := subscribe(ctx, sub); err != nil {
 			return err
 		}
 	}

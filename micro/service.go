@@ -1,6 +1,7 @@
 package micro
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -74,6 +75,10 @@ type Service struct {
 	brkErr     error
 	ownsBroker bool
 	subs       []*subscription
+	// subscribe is (*Service).subscribe once RegisterSubscriber ran: Run
+	// starts subscriptions through it, so that a program that never
+	// subscribes or publishes does not link its broker plugin.
+	subscribe func(context.Context, *subscription) error
 	// subsState is where the subscriptions are in the service's life
 	// (guarded by mu): RegisterSubscriber subscribes at once only in
 	// subsStarted, so each subscription is started exactly once.

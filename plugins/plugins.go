@@ -162,5 +162,10 @@ func NewBroker(name string, o BrokerOptions) (broker.Broker, error) {
 	return b, nil
 }
 
+// LookupBroker returns the factory registered under name without calling
+// it, or the error NewBroker would give for the name: to check a name the
+// operator gave before the broker is needed.
+func LookupBroker(name string) (BrokerFactory, error) { return brokers.get(name) }
+
 // Brokers lists the broker plugin names.
 func Brokers() []string { return brokers.names() }

@@ -6,14 +6,19 @@
 // size, memory at start) only for what it can use: plugins/etcd adds
 // --registry=etcd, plugins/nats adds --broker=nats and --broker=jetstream,
 // and plugins/all adds every one.
+//
+// The http broker's name is registered here, but its code is linked only
+// into a program that can use it: one whose micro service publishes or
+// subscribes (or asks for its Broker), or one that imports plugins/all. In
+// any other program plugins.NewBroker("http", ...) is an error that says
+// so; a service that never uses pub/sub does not carry an HTTP client and
+// server for it.
 package builtin
 
 import (
-	"errors"
-
 	"github.com/microgrpc/microgrpc/broker"
-	httpbroker "github.com/microgrpc/microgrpc/broker/http"
 	memorybroker "github.com/microgrpc/microgrpc/broker/memory"
+	"github.com/microgrpc/microgrpc/internal/httpplugin"
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/mdns"
@@ -39,20 +44,8 @@ const (
 )
 
 func init() {
-	// http: the address, if any, is where its subscriber endpoint listens.
-	plugins.RegisterBroker(BrokerHTTP, func(o plugins.BrokerOptions) (broker.Broker, error) {
-		if o.Registry == nil {
-			return nil, errors.New("the http broker needs the service's registry")
-		}
-		opts := []httpbroker.Option{httpbroker.WithRegistry(o.Registry), httpbroker.WithToken(o.Token)}
-		if len(o.Addrs) > 0 {
-			opts = append(opts, httpbroker.WithAddress(o.Addrs[0]))
-		}
-		if o.ServerTLS != nil || o.ClientTLS != nil {
-			opts = append(opts, httpbroker.WithTLS(o.ServerTLS, o.ClientTLS))
-		}
-		return httpbroker.NewBroker(opts...), nil
-	})
+	// http: see the package comment.
+	plugins.RegisterBroker(BrokerHTTP, httpplugin.Factory)
 	// memory: in-process; each service gets its own unless one is shared
 	// with micro.WithBroker.
 	plugins.RegisterBroker(BrokerMemory, func(plugins.BrokerOptions) (broker.Broker, error) {
