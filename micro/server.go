@@ -105,15 +105,18 @@ const (
 // time: about a tenth of a small call's server CPU). Calls beyond the
 // workers busy at once get goroutines of their own, as without. Measured
 // across processes, greeter Hello, against the same server without
-// workers: with 64 callers about 1.1x the calls/s at 0.8x the server's CPU
-// per call, with 1 caller about 1.13x; their stacks add about 0.6 MiB to
-// the server's peak RSS (go test -run '^$' -bench CrossProcess ./bench
-// shows it against raw grpc-go with and without). Pass
+// workers: with 64 callers about 1.12x the calls/s at 0.8x the server's
+// CPU per call, with 1 caller about 1.14x. grpc-go hands calls to its
+// workers in turn, so even one caller grows every worker's stack: 32
+// cost 0.2 MiB of peak RSS with 1 caller and none with 64, where 64
+// workers cost 0.5 MiB with 1 caller and gave no more calls/s with 64
+// (go test -run '^$' -bench CrossProcess ./bench shows a service against
+// raw grpc-go with and without its settings). Pass
 // grpc.NumStreamWorkers(0) with WithGRPCServerOptions to turn them off; a
 // program with its own *grpc.Server may pass
 // grpc.NumStreamWorkers(DefaultStreamWorkers) to grpc.NewServer. The
 // option is marked experimental in grpc-go.
-const DefaultStreamWorkers = 64
+const DefaultStreamWorkers = 32
 
 // DefaultMaxRequestMemory is the bound on the requests a micro service's
 // server holds at once (WithMaxRequestMemory, ServerRequestMemory): 8
@@ -150,10 +153,11 @@ const DefaultMaxRequestMemory = 32 << 20
 // price is that of any grpc-go stats handler (a handler that does nothing
 // costs as much): with 64 small concurrent calls about 0.9x the calls per
 // second, 1.15x the server's CPU per call. The server's stream workers
-// (DefaultStreamWorkers) save more than that: a service with its defaults
-// measured 1.0x raw grpc-go's calls per second with 64 callers and 1.08x
-// with 1 (go test -run '^$' -bench CrossProcess -benchtime 15x ./bench). grpc-go has no
-// cheaper point that sees a request before it is read.
+// (DefaultStreamWorkers) save about that: a service with its defaults
+// measured 0.96-1.0x raw grpc-go's calls per second with 64 callers and
+// 1.02-1.05x with 1 (go test -run '^$' -bench CrossProcess -benchtime 15x
+// ./bench). grpc-go has no cheaper point that sees a request before it is
+// read.
 func ServerRequestMemory(limit int64) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.StatsHandler(reqmem.New(limit, DefaultMaxRecvMsgSize)),
