@@ -75,7 +75,7 @@ type Service struct {
 	brkErr     error
 	ownsBroker bool
 	subs       []*subscription
-	// subscribe is (*Service).subscribe once RegisterSubscriber ran: Run
+	// subscribe is (*Service).subscribeOne once RegisterSubscriber ran: Run
 	// starts subscriptions through it, so that a program that never
 	// subscribes or publishes does not link its broker plugin.
 	subscribe func(context.Context, *subscription) error
