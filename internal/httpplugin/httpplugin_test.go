@@ -16,6 +16,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // Until something links the broker, the factory says so; then it makes
 // one, and still refuses options it cannot work with.
 func TestFactoryWorksOnceLinked(t *testing.T) {
+	httpplugin.Unlink()
+	t.Cleanup(httpplugin.Unlink)
 	o := plugins.BrokerOptions{Registry: memory.NewRegistry(), Addrs: []string{"127.0.0.1:0"}}
 	if _, err := httpplugin.Factory(o); !errors.Is(err, httpplugin.ErrNotLinked) {
 		t.Fatalf("Factory before Link = %v, want ErrNotLinked", err)
