@@ -5,14 +5,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/microgrpc/microgrpc/internal/reqmem"
-
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/microgrpc/microgrpc/internal/reqmem"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 

@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/base"
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/balancer/pickfirst"
 	"google.golang.org/grpc/connectivity"
@@ -269,7 +270,7 @@ func (b *rhBalancer) publishLocked(s balancer.State) {
 		b.askAdjust()
 		if s.ConnectivityState == connectivity.TransientFailure && len(*outside) > 0 {
 			// The members failed, but nodes are left to try: calls wait.
-			s = balancer.State{ConnectivityState: connectivity.Connecting, Picker: queuePicker{}}
+			s = balancer.State{ConnectivityState: connectivity.Connecting, Picker: base.NewErrPicker(balancer.ErrNoSubConnAvailable)}
 		}
 	}
 	// Nothing READY: keep endpointsharding's picker, which queues calls
@@ -287,13 +288,6 @@ func (b *rhBalancer) publishLocked(s balancer.State) {
 		}
 	}
 	b.cc.UpdateState(s)
-}
-
-// queuePicker makes calls wait for the next picker.
-type queuePicker struct{}
-
-func (queuePicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
-	return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 }
 
 // nodeID identifies an endpoint: the registry node id, or its first

@@ -280,13 +280,8 @@ func (b *rhBalancer) takesCalls(id string, now time.Time) bool {
 	o := b.outliers[id]
 	h := b.health[id]
 	b.mu.Unlock()
-	if o != nil && o.suspended.Load() {
+	if o != nil && o.isEjected(now) {
 		return false
-	}
-	if o != nil {
-		if until := o.state.Load() &^ stFlags; until != 0 && now.UnixNano() < until {
-			return false
-		}
 	}
 	return h == nil || h.state.Load() != healthFailing
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/pprof"
 
 	"github.com/microgrpc/microgrpc/bench/internal/control"
 	"github.com/microgrpc/microgrpc/internal/greetertest"
@@ -20,18 +19,7 @@ import (
 )
 
 func main() {
-	// MICROGRPC_BENCH_CPUPROFILE names a file for a CPU profile of the
-	// whole run (the name gains ".micro"), to see where a server spends its
-	// time under load.
-	if path := os.Getenv("MICROGRPC_BENCH_CPUPROFILE"); path != "" {
-		f, err := os.Create(path + ".micro")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		pprof.StartCPUProfile(f)
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
-	}
+	defer control.CPUProfile("micro")()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		control.Serve(os.Stdin, os.Stdout)
