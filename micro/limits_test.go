@@ -164,7 +164,7 @@ func floodLarge(t *testing.T, n int, hold time.Duration, opts ...micro.Option) (
 // concurrent 4 MiB requests to a node with a 16 MiB budget are received at
 // most 4 at a time (all of them served, and a small call among them),
 // where without the bound far more are held together; a node with the
-// default budget holds at most 16.
+// default budget (32 MiB) holds at most 8.
 func TestRequestMemoryBounded(t *testing.T) {
 	const n, budget = 32, 16 << 20
 	held, peak := floodLarge(t, n, 400*time.Millisecond, micro.WithMaxRequestMemory(budget))

@@ -492,28 +492,27 @@ func streamWorkers() int {
 // off.
 func TestStreamWorkersDefaultAndReleased(t *testing.T) {
 	// Servers of earlier tests may still be letting their workers go.
-	const before = 0
-	waitWorkers(t, before, "earlier tests")
+	waitWorkers(t, 0, "earlier tests")
 	svc := micro.NewService(micro.WithName("idle"), micro.WithRegistry(memory.NewRegistry()))
 	pb.RegisterGreeterServer(svc.Server(), &greetertest.Server{})
-	waitWorkers(t, before+micro.DefaultStreamWorkers, "Server")
+	waitWorkers(t, micro.DefaultStreamWorkers, "Server")
 	svc.Close()
-	waitWorkers(t, before, "Close without Run")
+	waitWorkers(t, 0, "Close without Run")
 
 	svc = micro.NewService(micro.WithName("bad"), micro.WithRegistry(memory.NewRegistry()), micro.WithAddress("127.0.0.1:99999"), micro.WithSignal(false))
 	pb.RegisterGreeterServer(svc.Server(), &greetertest.Server{})
 	if err := svc.Run(); err == nil {
 		t.Fatal("Run on port 99999 succeeded")
 	}
-	waitWorkers(t, before, "a Run that failed to listen")
+	waitWorkers(t, 0, "a Run that failed to listen")
 
 	svc.Server() // after Close: made, and stopped at once
-	waitWorkers(t, before, "Server after Close")
+	waitWorkers(t, 0, "Server after Close")
 
 	svc = micro.NewService(micro.WithName("off"), micro.WithRegistry(memory.NewRegistry()), micro.WithGRPCServerOptions(grpc.NumStreamWorkers(0)))
 	svc.Server()
 	time.Sleep(50 * time.Millisecond) // workers, if any, have started
-	if got := streamWorkers() - before; got != 0 {
+	if got := streamWorkers(); got != 0 {
 		t.Errorf("NumStreamWorkers(0): %d workers, want 0", got)
 	}
 	svc.Close()

@@ -115,6 +115,21 @@ func waitAll(t *testing.T, c pb.GreeterClient, ids ...string) {
 	}
 }
 
+// reached makes n calls that wait for a node and returns the nodes that
+// answered them.
+func reached(t *testing.T, c pb.GreeterClient, n int) map[string]bool {
+	t.Helper()
+	seen := map[string]bool{}
+	for range n {
+		rsp, err := c.Hello(ctx(t), &pb.Request{Name: "x"}, grpc.WaitForReady(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[rsp.GetNode()] = true
+	}
+	return seen
+}
+
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
 	t.Cleanup(cancel)

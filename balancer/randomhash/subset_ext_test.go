@@ -2,6 +2,7 @@ package randomhash_test
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"testing"
 	"time"
@@ -48,14 +49,7 @@ func TestSubsetBoundsTheNodesAClientUses(t *testing.T) {
 		f.add(id, "v1", nil)
 	}
 	c := f.client(randomhash.WithSubsetSize(6))
-	seen := map[string]bool{}
-	for range 300 {
-		rsp, err := c.Hello(ctx(t), &pb.Request{Name: "x"}, grpc.WaitForReady(true))
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen[rsp.GetNode()] = true
-	}
+	seen := reached(t, c, 300)
 	if len(seen) != 6 {
 		t.Fatalf("300 calls reached %d nodes, want the subset's 6: %v", len(seen), seen)
 	}
@@ -63,13 +57,7 @@ func TestSubsetBoundsTheNodesAClientUses(t *testing.T) {
 	// calls (the chance that two random 6-of-24 subsets are equal is 1 in
 	// 134596).
 	c2 := f.client(randomhash.WithSubsetSize(6))
-	for range 300 {
-		rsp, err := c2.Hello(ctx(t), &pb.Request{Name: "x"}, grpc.WaitForReady(true))
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen[rsp.GetNode()] = true
-	}
+	maps.Copy(seen, reached(t, c2, 300))
 	if len(seen) <= 6 {
 		t.Fatalf("two clients reached %d nodes between them", len(seen))
 	}
@@ -163,18 +151,7 @@ func TestSubsetRefillsWhenMembersLeave(t *testing.T) {
 		f.add(id, "v1", nil)
 	}
 	c := f.client(randomhash.WithSubsetSize(4))
-	reached := func() map[string]bool {
-		seen := map[string]bool{}
-		for range 200 {
-			rsp, err := c.Hello(ctx(t), &pb.Request{Name: "x"}, grpc.WaitForReady(true))
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen[rsp.GetNode()] = true
-		}
-		return seen
-	}
-	first := reached()
+	first := reached(t, c, 200)
 	if len(first) != 4 {
 		t.Fatalf("reached %v, want 4 nodes", first)
 	}
@@ -187,7 +164,7 @@ func TestSubsetRefillsWhenMembersLeave(t *testing.T) {
 	}
 	deadline := time.Now().Add(defaultTestTimeout)
 	for {
-		now := reached()
+		now := reached(t, c, 200)
 		gone := 0
 		for id := range now {
 			if first[id] {
