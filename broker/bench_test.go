@@ -21,7 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/microgrpc/microgrpc/broker"
-	httpbroker "github.com/microgrpc/microgrpc/broker/http"
+	"github.com/microgrpc/microgrpc/broker/direct"
 	jsbroker "github.com/microgrpc/microgrpc/broker/jetstream"
 	natsbroker "github.com/microgrpc/microgrpc/broker/nats"
 	"github.com/microgrpc/microgrpc/internal/natstest"
@@ -69,7 +69,7 @@ var quiet = slog.New(slog.DiscardHandler)
 func httpPipe(b *testing.B) *pipe {
 	reg := memory.NewRegistry()
 	mk := func() broker.Broker {
-		br := httpbroker.NewBroker(httpbroker.WithRegistry(reg), httpbroker.WithAddress("127.0.0.1:0"), httpbroker.WithLogger(quiet))
+		br := direct.NewBroker(direct.WithRegistry(reg), direct.WithAddress("127.0.0.1:0"), direct.WithLogger(quiet))
 		if err := br.Connect(context.Background()); err != nil {
 			b.Fatal(err)
 		}

@@ -254,6 +254,11 @@ type SubscribeOptions struct {
 	// Ephemeral asks durable brokers not to keep the subscription's place
 	// once it ends: it gets only what is published while it runs.
 	Ephemeral bool
+	// AllowPublishers, when set, admits only deliveries from publishers
+	// with these identities (auth.PeerIdentity of their client
+	// certificates). Only a broker that knows who delivers (http, with
+	// mutual TLS) can honour it; the others refuse such a subscription.
+	AllowPublishers []string
 }
 
 // SubscribeOption sets a SubscribeOptions field.
@@ -275,6 +280,16 @@ func SubscriberName(name string) SubscribeOption { return func(o *SubscribeOptio
 // Ephemeral makes the subscription forget its place when it ends (see
 // SubscribeOptions.Ephemeral).
 func Ephemeral() SubscribeOption { return func(o *SubscribeOptions) { o.Ephemeral = true } }
+
+// AllowPublishers admits only the publishers with these identities (see
+// SubscribeOptions.AllowPublishers).
+func AllowPublishers(ids ...string) SubscribeOption {
+	return func(o *SubscribeOptions) { o.AllowPublishers = append(o.AllowPublishers, ids...) }
+}
+
+// ErrPublisherIdentity is returned by Subscribe of a broker that cannot
+// tell who publishes for a subscription with AllowPublishers.
+var ErrPublisherIdentity = errors.New("broker: this broker cannot tell publishers apart (AllowPublishers needs the http broker with mutual TLS)")
 
 // NewSubscribeOptions applies opts to the defaults.
 func NewSubscribeOptions(opts ...SubscribeOption) SubscribeOptions {

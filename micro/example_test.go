@@ -9,6 +9,7 @@ import (
 	memorybroker "github.com/microgrpc/microgrpc/broker/memory"
 	"github.com/microgrpc/microgrpc/internal/greetertest"
 	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
@@ -66,7 +67,7 @@ func ExampleRegisterSubscriber() {
 	sub := micro.NewService(micro.WithName("audit"), micro.WithAddress("127.0.0.1:0"), micro.WithRegistry(reg),
 		micro.WithBroker(b), micro.WithContext(ctx), micro.WithLogger(slog.New(slog.DiscardHandler)),
 		micro.WithAfterStart(func(context.Context) error { close(started); return nil }))
-	err := micro.RegisterSubscriber("events", sub, func(ctx context.Context, ev *pb.Event) error {
+	err := pubsub.RegisterSubscriber("events", sub, func(ctx context.Context, ev *pb.Event) error {
 		got <- ev.GetMessage()
 		return nil
 	})
@@ -81,7 +82,7 @@ func ExampleRegisterSubscriber() {
 	defer pub.Close()
 	pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := micro.NewPublisher("events", pub).Publish(pctx, &pb.Event{Id: "1", Message: "order placed"}); err != nil {
+	if err := pubsub.NewPublisher("events", pub).Publish(pctx, &pb.Event{Id: "1", Message: "order placed"}); err != nil {
 		fmt.Println(err)
 	}
 	fmt.Println(<-got)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/microgrpc/microgrpc/internal/envconfig"
 	"github.com/microgrpc/microgrpc/plugins"
+	"github.com/microgrpc/microgrpc/plugins/builtin"
 )
 
 type initOptions struct {
@@ -159,6 +160,11 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 	if _, ok := v[envconfig.MDNSInterfaces]; ok {
 		o.mdnsInterfaces = v.List(envconfig.MDNSInterfaces)
 	}
+	if b, ok, err := v.Bool(envconfig.BrokerInsecureToken); err != nil {
+		return fmt.Errorf("micro: init: %w", err)
+	} else if ok {
+		o.brokerInsecureToken = b
+	}
 	if n, ok, err := v.Int(envconfig.ClientRetries); err != nil {
 		return fmt.Errorf("micro: init: %w", err)
 	} else if ok {
@@ -196,7 +202,9 @@ func (s *Service) applyBrokerLocked(v envconfig.Values) error {
 	// A wrong name fails here, at Init, and at every use after. The broker
 	// itself is made on first use (brokerLocked), so that only a program
 	// that can use it links its plugin.
-	if _, err := plugins.LookupBroker(name); err != nil {
+	// http is the exception: its plugin comes with micro/pubsub, and a
+	// service without pub/sub never makes it.
+	if _, err := plugins.LookupBroker(name); err != nil && name != builtin.BrokerHTTP {
 		s.brkErr = fmt.Errorf("micro: %w", err)
 	}
 	return s.brkErr

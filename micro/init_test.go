@@ -11,6 +11,7 @@ import (
 
 	"github.com/microgrpc/microgrpc/internal/envconfig"
 	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
@@ -122,7 +123,7 @@ func TestInitUnknownBrokerFailsAtInit(t *testing.T) {
 	if b, berr := svc.Broker(); b != nil || berr == nil || berr.Error() != err.Error() {
 		t.Errorf("Broker() after Init = %v, %v; want Init's error", b, berr)
 	}
-	if perr := svc.Publish(context.Background(), "t", map[string]string{}); perr == nil || perr.Error() != err.Error() {
+	if perr := pubsub.Publish(context.Background(), svc, "t", map[string]string{}); perr == nil || perr.Error() != err.Error() {
 		t.Errorf("Publish after Init = %v; want Init's error", perr)
 	}
 }

@@ -52,7 +52,9 @@ func TestOnlyWhatIsUsedIsLinked(t *testing.T) {
 		t.Fatal("the service's own code is not in its symbol table: the check below would prove nothing")
 	}
 	for _, prefix := range []string{
-		"github.com/microgrpc/microgrpc/broker/http.", // the default broker, never used
+		"github.com/microgrpc/microgrpc/broker/direct.", // the default broker, never used
+		"github.com/microgrpc/microgrpc/micro/pubsub.",
+		"github.com/microgrpc/microgrpc/proto/delivery.",
 		"github.com/microgrpc/microgrpc/broker/nats.",
 		"github.com/nats-io/",
 		"go.etcd.io/",
@@ -65,7 +67,7 @@ func TestOnlyWhatIsUsedIsLinked(t *testing.T) {
 	}
 
 	bin := exampletest.Build(t, "./testdata/pubsub")
-	if len(linked(symbols(t, bin), "github.com/microgrpc/microgrpc/broker/http.")) == 0 {
+	if len(linked(symbols(t, bin), "github.com/microgrpc/microgrpc/broker/direct.")) == 0 {
 		t.Fatal("a service that publishes through the http broker does not link it")
 	}
 	p := exampletest.Start(t, bin, nil)

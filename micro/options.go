@@ -79,6 +79,7 @@ type options struct {
 	requestMemory          int64
 	tls                    certs.Files
 	brokerToken            string
+	brokerInsecureToken    bool
 	err                    error // from FailingOption
 	logger                 *slog.Logger
 }
@@ -319,6 +320,12 @@ func WithTLS(certFile, keyFile, caFile string) Option {
 // without mutual TLS), and the NATS brokers send it as the NATS token.
 // Flag and environment: --broker_token, MICRO_BROKER_TOKEN.
 func WithBrokerToken(token string) Option { return func(o *options) { o.brokerToken = token } }
+
+// WithInsecureBrokerToken lets the http broker send the broker token over
+// connections without TLS, where anyone on the path can read it; without
+// it, a token with TLS off is refused when the broker connects. Flag and
+// environment: --broker_insecure_token, MICRO_BROKER_INSECURE_TOKEN.
+func WithInsecureBrokerToken() Option { return func(o *options) { o.brokerInsecureToken = true } }
 
 // WithMaxRequestMemory bounds the bytes of requests the server receives
 // and holds at once (default DefaultMaxRequestMemory; 0 turns the bound

@@ -14,6 +14,7 @@ import (
 	"github.com/microgrpc/microgrpc/interceptors"
 	"github.com/microgrpc/microgrpc/internal/natstest"
 	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
@@ -21,11 +22,11 @@ import (
 func TestRegisterSubscriberRejectsBadHandlers(t *testing.T) {
 	svc := newClient(t, memory.NewRegistry())
 	for _, h := range []any{nil, 1, func(*pb.Event) error { return nil }, func(context.Context, *pb.Event) {}} {
-		if err := micro.RegisterSubscriber("events", svc, h); !errors.Is(err, micro.ErrInvalidHandler) {
+		if err := pubsub.RegisterSubscriber("events", svc, h); !errors.Is(err, pubsub.ErrInvalidHandler) {
 			t.Errorf("RegisterSubscriber(%T) = %v, want ErrInvalidHandler", h, err)
 		}
 	}
-	if err := micro.RegisterSubscriber("bad topic", svc, func(context.Context, *pb.Event) error { return nil }); !errors.Is(err, broker.ErrInvalidTopic) {
+	if err := pubsub.RegisterSubscriber("bad topic", svc, func(context.Context, *pb.Event) error { return nil }); !errors.Is(err, broker.ErrInvalidTopic) {
 		t.Errorf("bad topic: %v", err)
 	}
 }
@@ -95,11 +96,11 @@ func brokerCases() []brokerCase {
 
 // publishUntil publishes until the subscriber count reaches want (the
 // publisher may learn about subscribers a moment after they start).
-func publishUntil(t *testing.T, pub *micro.Service, ctx context.Context, topic string, msg any, r *received, want int, opts ...micro.PublishOption) {
+func publishUntil(t *testing.T, pub *micro.Service, ctx context.Context, topic string, msg any, r *received, want int, opts ...pubsub.PublishOption) {
 	t.Helper()
 	deadline := time.Now().Add(defaultTestTimeout)
 	for r.count() < want {
-		if err := pub.Publish(ctx, topic, msg, opts...); err != nil {
+		if err := pubsub.Publish(ctx, pub, topic, msg, opts...); err != nil {
 			t.Fatal(err)
 		}
 		if time.Now().After(deadline) {
@@ -128,7 +129,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 				}
 			}
 			sub := startServiceWithSetup(t, reg, "subscriber", func(svc *micro.Service) {
-				if err := micro.RegisterSubscriber("events", svc, r.handler); err != nil {
+				if err := pubsub.RegisterSubscriber("events", svc, r.handler); err != nil {
 					t.Fatal(err)
 				}
 			}, bopt, micro.WithSubscriberInterceptors(mark("outer"), mark("inner")))
@@ -139,7 +140,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 			// Proto-encoded.
 			publishUntil(t, pub, ctx, "events", &pb.Event{Id: "1", Message: "proto"}, &r, 1)
 			// JSON-encoded, through a Publisher.
-			p := micro.NewPublisher("events", pub, micro.WithJSON())
+			p := pubsub.NewPublisher("events", pub, pubsub.WithJSON())
 			n := r.count()
 			if err := p.Publish(ctx, &pb.Event{Id: "2", Message: "json"}); err != nil {
 				t.Fatal(err)
@@ -170,7 +171,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 			if async.GetMessage() != "async" {
 				t.Fatalf("async publish decoded as %v", async)
 			}
-			if err := <-pub.PublishAsync(ctx, "events", make(chan int)); err == nil {
+			if err := <-pubsub.PublishAsync(ctx, pub, "events", make(chan int)); err == nil {
 				t.Fatal("a channel was published")
 			}
 			omu.Lock()
@@ -191,7 +192,7 @@ func TestPubSubBadBodyRefused(t *testing.T) {
 			bopt := bc.opt(t)
 			var r received
 			startServiceWithSetup(t, reg, "subscriber", func(svc *micro.Service) {
-				if err := micro.RegisterSubscriber("events", svc, r.handler); err != nil {
+				if err := pubsub.RegisterSubscriber("events", svc, r.handler); err != nil {
 					t.Fatal(err)
 				}
 			}, bopt)
@@ -209,7 +210,7 @@ func TestPubSubBadBodyRefused(t *testing.T) {
 				t.Fatalf("the publisher is shown the subscriber's Go types: %v", err)
 			}
 			n := r.count()
-			if err := pub.Publish(testCtx(t), "events", &pb.Event{Id: "after"}); err != nil {
+			if err := pubsub.Publish(testCtx(t), pub, "events", &pb.Event{Id: "after"}); err != nil {
 				t.Fatal(err)
 			}
 			r.waitCount(t, n+1)
@@ -233,19 +234,19 @@ func TestPubSubQueueGroupAcrossServices(t *testing.T) {
 	var a, b, all received
 	for _, r := range []*received{&a, &b} {
 		startServiceWithSetup(t, reg, "worker", func(svc *micro.Service) {
-			if err := micro.RegisterSubscriber("jobs", svc, r.handler, micro.WithQueue("workers")); err != nil {
+			if err := pubsub.RegisterSubscriber("jobs", svc, r.handler, pubsub.WithQueue("workers")); err != nil {
 				t.Fatal(err)
 			}
 		}, bopt)
 	}
 	startServiceWithSetup(t, reg, "auditor", func(svc *micro.Service) {
-		if err := micro.RegisterSubscriber("jobs", svc, all.handler); err != nil {
+		if err := pubsub.RegisterSubscriber("jobs", svc, all.handler); err != nil {
 			t.Fatal(err)
 		}
 	}, bopt)
 	pub := newClient(t, reg, bopt)
 	for i := range 100 {
-		if err := pub.Publish(testCtx(t), "jobs", &pb.Event{Id: string(rune('a' + i%26))}); err != nil {
+		if err := pubsub.Publish(testCtx(t), pub, "jobs", &pb.Event{Id: string(rune('a' + i%26))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -263,7 +264,7 @@ func TestSubscriptionsStopWithService(t *testing.T) {
 	bopt := micro.WithBrokerPlugin("http", "127.0.0.1:0")
 	var r received
 	srv := startServiceWithSetup(t, reg, "subscriber", func(svc *micro.Service) {
-		micro.RegisterSubscriber("events", svc, r.handler)
+		pubsub.RegisterSubscriber("events", svc, r.handler)
 	}, bopt)
 	pub := newClient(t, reg, bopt)
 	publishUntil(t, pub, testCtx(t), "events", &pb.Event{}, &r, 1)
@@ -272,7 +273,7 @@ func TestSubscriptionsStopWithService(t *testing.T) {
 	}
 	before := r.count()
 	for range 3 {
-		pub.Publish(testCtx(t), "events", &pb.Event{})
+		pubsub.Publish(testCtx(t), pub, "events", &pb.Event{})
 	}
 	if r.count() != before {
 		t.Fatal("a stopped service still handles messages")
@@ -291,7 +292,7 @@ func TestSubscriberRegisteredWhileStartingSubscribesOnce(t *testing.T) {
 			var svcRef *micro.Service
 			startServiceWithSetup(t, reg, "subscriber", func(svc *micro.Service) { svcRef = svc }, bopt,
 				micro.WithBeforeStart(func(context.Context) error {
-					return micro.RegisterSubscriber("once", svcRef, r.handler)
+					return pubsub.RegisterSubscriber("once", svcRef, r.handler)
 				}))
 			pub := newClient(t, reg, bopt)
 			publishUntil(t, pub, testCtx(t), "once", &pb.Event{Id: "warm"}, &r, 1)
@@ -299,7 +300,7 @@ func TestSubscriberRegisteredWhileStartingSubscribesOnce(t *testing.T) {
 			before := r.count()
 			const n = 5
 			for range n {
-				if err := pub.Publish(testCtx(t), "once", &pb.Event{Id: "x"}); err != nil {
+				if err := pubsub.Publish(testCtx(t), pub, "once", &pb.Event{Id: "x"}); err != nil {
 					t.Fatal(err)
 				}
 			}

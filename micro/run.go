@@ -98,6 +98,9 @@ func (s *Service) Run() error {
 	s.mu.Unlock()
 
 	s.installStandardServices()
+	s.mu.Lock()
+	s.serving = true
+	s.mu.Unlock()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.server.Serve(lis) }()
 
@@ -107,7 +110,8 @@ func (s *Service) Run() error {
 		<-serveErr
 		return err
 	}
-	if err := s.startSubscriptions(ctx); err != nil {
+	if err := s.startParts(ctx); err != nil {
+		s.stopParts(context.WithoutCancel(ctx))
 		rg.deregister(context.WithoutCancel(ctx))
 		s.server.Stop()
 		<-serveErr
@@ -162,9 +166,9 @@ func (s *Service) Run() error {
 		// make the graceful stop wait out the grace period.
 		s.health.endWatches()
 	}
-	// Subscriptions drain while the server finishes its calls.
+	// Parts (subscriptions) drain while the server finishes its calls.
 	var drained sync.WaitGroup
-	drained.Go(func() { s.stopSubscriptions(stopCtx) })
+	drained.Go(func() { s.stopParts(stopCtx) })
 	s.gracefulStop(stopCtx)
 	drained.Wait()
 	waitAtMost(serveErr, hardStopWait)
@@ -244,6 +248,7 @@ func (s *Service) closeWithin(ctx context.Context) error {
 	if idle {
 		s.server.Stop()
 	}
+	s.stopParts(ctx)
 	var errs []error
 	for _, cc := range conns {
 		errs = append(errs, cc.Close())

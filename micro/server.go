@@ -3,7 +3,6 @@ package micro
 import (
 	"slices"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -11,6 +10,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/microgrpc/microgrpc/internal/grpclimits"
 	"github.com/microgrpc/microgrpc/internal/reqmem"
 	"github.com/microgrpc/microgrpc/resolver"
 )
@@ -49,13 +49,13 @@ func (s *Service) serverOptionsLocked() ([]grpc.ServerOption, error) {
 // shorter by the balancer, which ejects a node missing deadlines while
 // others answer. grpc-go does not ping more often than every 10 s.
 const (
-	DefaultKeepaliveTime    = 10 * time.Second
-	DefaultKeepaliveTimeout = 3 * time.Second
+	DefaultKeepaliveTime    = grpclimits.KeepaliveTime
+	DefaultKeepaliveTimeout = grpclimits.KeepaliveTimeout
 	// DefaultKeepaliveMinTime is the most frequent ping a server accepts:
 	// below DefaultKeepaliveTime, so micro clients are never told off
 	// (grpc-go's default is 5 minutes, and a client pinging more often
 	// gets GOAWAY).
-	DefaultKeepaliveMinTime = 5 * time.Second
+	DefaultKeepaliveMinTime = grpclimits.KeepaliveMinTime
 )
 
 // DefaultClientKeepalive returns the keepalive of connections made by Dial
@@ -70,13 +70,7 @@ func DefaultClientKeepalive() keepalive.ClientParameters {
 // (WithGRPCServer, Serve) should pass them to grpc.NewServer: with grpc-go's
 // default policy, clients that ping every 10 s are sent GOAWAY and back off
 // their pings, which delays noticing a frozen node.
-func ServerKeepalive() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: DefaultKeepaliveMinTime, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * DefaultKeepaliveTime, Timeout: 2 * DefaultKeepaliveTimeout,
-			MaxConnectionIdle: DefaultMaxConnectionIdle}),
-	}
-}
+func ServerKeepalive() []grpc.ServerOption { return grpclimits.Keepalive() }
 
 // Limits of a micro service's gRPC server, so that one bad client cannot
 // take a node down. Each is a grpc-go server option; give your own with
@@ -84,18 +78,18 @@ func ServerKeepalive() []grpc.ServerOption {
 const (
 	// DefaultMaxConcurrentStreams bounds the calls in flight on one
 	// connection; more wait on that connection only (grpc-go: no bound).
-	DefaultMaxConcurrentStreams = 1000
+	DefaultMaxConcurrentStreams = grpclimits.MaxConcurrentStreams
 	// DefaultConnectionTimeout bounds a connection's handshake, so that
 	// connections that never speak are closed (grpc-go: 120 s).
-	DefaultConnectionTimeout = 10 * time.Second
+	DefaultConnectionTimeout = grpclimits.ConnectionTimeout
 	// DefaultMaxConnectionIdle closes connections with no call for that
 	// long (grpc-go: never); micro clients keep a health watch open, so
 	// only connections nobody uses are closed. The client reconnects when
 	// it needs to.
-	DefaultMaxConnectionIdle = 5 * time.Minute
+	DefaultMaxConnectionIdle = grpclimits.MaxConnectionIdle
 	// DefaultMaxRecvMsgSize is grpc-go's own, stated: a larger request gets
 	// ResourceExhausted and the connection keeps serving.
-	DefaultMaxRecvMsgSize = 4 << 20
+	DefaultMaxRecvMsgSize = grpclimits.MaxRecvMsgSize
 )
 
 // DefaultStreamWorkers is how many goroutines a micro service's server
@@ -168,19 +162,14 @@ func ServerRequestMemory(limit int64) []grpc.ServerOption {
 // ServerLimits returns the limit options every micro service's server
 // uses (see the Default* constants); a program that brings its own
 // *grpc.Server may pass them to grpc.NewServer.
-func ServerLimits() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.MaxConcurrentStreams(DefaultMaxConcurrentStreams),
-		grpc.ConnectionTimeout(DefaultConnectionTimeout),
-		grpc.MaxRecvMsgSize(DefaultMaxRecvMsgSize),
-	}
-}
+func ServerLimits() []grpc.ServerOption { return grpclimits.Limits() }
 
 const (
 	healthService        = "grpc.health.v1.Health"
 	reflectionV1         = "grpc.reflection.v1.ServerReflection"
 	reflectionV1Alpha    = "grpc.reflection.v1alpha.ServerReflection"
 	reflectionNamePrefix = "grpc.reflection."
+	brokerNamePrefix     = "microgrpc.broker."
 )
 
 // installStandardServices registers health and reflection unless turned
@@ -215,8 +204,10 @@ func (s *Service) installStandardServices() {
 	}
 }
 
+// isInfraService reports the services every node may have beside its own:
+// health, reflection, and the http broker's deliveries.
 func isInfraService(name string) bool {
-	return name == healthService || strings.HasPrefix(name, reflectionNamePrefix)
+	return name == healthService || strings.HasPrefix(name, reflectionNamePrefix) || strings.HasPrefix(name, brokerNamePrefix)
 }
 
 // endpoints lists the server's methods as registry endpoints, leaving out

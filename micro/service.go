@@ -1,7 +1,6 @@
 package micro
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -74,21 +73,19 @@ type Service struct {
 	brk        broker.Broker
 	brkErr     error
 	ownsBroker bool
-	subs       []*subscription
-	// subscribe is (*Service).subscribeOne once RegisterSubscriber ran: Run
-	// starts subscriptions through it, so that a program that never
-	// subscribes or publishes does not link its broker plugin.
-	subscribe func(context.Context, *subscription) error
-	// subsState is where the subscriptions are in the service's life
-	// (guarded by mu): RegisterSubscriber subscribes at once only in
-	// subsStarted, so each subscription is started exactly once.
-	subsState subsState
+	// parts are the components attached with AddPart (by key, and in
+	// the order attached); partState is where they are in the service's
+	// life (guarded by mu): each part is started at most once.
+	parts     map[any]Part
+	partOrder []Part
+	partState partState
 	optErr    error // an option that failed in NewService
 	srvErr    error // making the server's options failed (TLS files)
 	tlsSrc    *certs.Source
 	tlsErr    error
 
 	running  bool
+	serving  bool // Run has started the server: nothing more can register on it
 	closed   bool
 	used     bool   // Conn was called: options are fixed
 	address  string // advertised address while running
@@ -128,10 +125,18 @@ func NewService(opts ...Option) *Service {
 func (s *Service) Server() *grpc.Server {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	srv, _ := s.serverLocked()
+	return srv
+}
+
+// serverLocked returns the server, making it, and the error making its
+// options gave (Run reports it; handlers can still be registered). Caller
+// must hold s.mu.
+func (s *Service) serverLocked() (*grpc.Server, error) {
 	if s.server == nil {
 		opts, err := s.serverOptionsLocked()
 		if err != nil {
-			s.srvErr = err // Run reports it; handlers can still be registered
+			s.srvErr = err
 		}
 		s.server = grpc.NewServer(opts...)
 		if s.closed {
@@ -139,7 +144,7 @@ func (s *Service) Server() *grpc.Server {
 			s.server.Stop()
 		}
 	}
-	return s.server
+	return s.server, s.srvErr
 }
 
 // ownsServer reports whether the service made its *grpc.Server (and so

@@ -9,6 +9,7 @@ import (
 
 	memorybroker "github.com/microgrpc/microgrpc/broker/memory"
 	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/memory"
@@ -39,7 +40,7 @@ func TestStopEndsWithinGracePeriod(t *testing.T) {
 	srv := startServiceFull(t, reg, "greeter",
 		func(context.Context, *pb.Request) error { stuck(); return nil },
 		func(svc *micro.Service) {
-			if err := micro.RegisterSubscriber("events", svc, func(context.Context, *pb.Event) error { stuck(); return nil }); err != nil {
+			if err := pubsub.RegisterSubscriber("events", svc, func(context.Context, *pb.Event) error { stuck(); return nil }); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -47,7 +48,7 @@ func TestStopEndsWithinGracePeriod(t *testing.T) {
 
 	client := newClient(t, reg.Registry, micro.WithBroker(brk))
 	go pb.NewGreeterClient(client.Dial("greeter")).Hello(testCtx(t), &pb.Request{}, grpc.WaitForReady(true))
-	go micro.NewPublisher("events", client).Publish(testCtx(t), &pb.Event{Id: "1"})
+	go pubsub.NewPublisher("events", client).Publish(testCtx(t), &pb.Event{Id: "1"})
 	for range 2 {
 		select {
 		case <-handling:

@@ -21,6 +21,7 @@ import (
 	"github.com/microgrpc/microgrpc/internal/etcdtest"
 	"github.com/microgrpc/microgrpc/internal/natstest"
 	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/memory"
@@ -200,7 +201,7 @@ func TestTLSPubSub(t *testing.T) {
 	reg := memory.NewRegistry()
 	got := make(chan string, 10)
 	startServiceWithSetup(t, reg, "subscriber", func(svc *micro.Service) {
-		if err := micro.RegisterSubscriber("secure-events", svc, func(_ context.Context, e *pb.Event) error {
+		if err := pubsub.RegisterSubscriber("secure-events", svc, func(_ context.Context, e *pb.Event) error {
 			got <- e.GetId()
 			return nil
 		}); err != nil {
@@ -210,7 +211,7 @@ func TestTLSPubSub(t *testing.T) {
 	pub := newClient(t, reg, withTLS(p.client))
 	deadline := time.Now().Add(defaultTestTimeout)
 	for {
-		err := micro.NewPublisher("secure-events", pub).Publish(testCtx(t), &pb.Event{Id: "1"})
+		err := pubsub.NewPublisher("secure-events", pub).Publish(testCtx(t), &pb.Event{Id: "1"})
 		if err == nil {
 			break
 		}
@@ -223,7 +224,7 @@ func TestTLSPubSub(t *testing.T) {
 		t.Fatalf("got %q", id)
 	}
 	anon := newClient(t, reg, micro.WithTLS("", "", p.client.CA))
-	if err := micro.NewPublisher("secure-events", anon).Publish(testCtx(t), &pb.Event{Id: "forged"}); err == nil {
+	if err := pubsub.NewPublisher("secure-events", anon).Publish(testCtx(t), &pb.Event{Id: "forged"}); err == nil {
 		t.Fatal("a publisher without a client certificate delivered")
 	}
 	select {
@@ -279,7 +280,7 @@ func TestTLSWithNATS(t *testing.T) {
 	reg := memory.NewRegistry()
 	got := make(chan string, 10)
 	startServiceWithSetup(t, reg, "subscriber", func(svc *micro.Service) {
-		if err := micro.RegisterSubscriber("nats-tls", svc, func(_ context.Context, e *pb.Event) error {
+		if err := pubsub.RegisterSubscriber("nats-tls", svc, func(_ context.Context, e *pb.Event) error {
 			got <- e.GetId()
 			return nil
 		}); err != nil {
@@ -287,7 +288,7 @@ func TestTLSWithNATS(t *testing.T) {
 		}
 	}, withTLS(p.server), brokerOpt)
 	pub := newClient(t, reg, withTLS(p.client), brokerOpt)
-	if err := micro.NewPublisher("nats-tls", pub).Publish(testCtx(t), &pb.Event{Id: "over-tls"}); err != nil {
+	if err := pubsub.NewPublisher("nats-tls", pub).Publish(testCtx(t), &pb.Event{Id: "over-tls"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -300,7 +301,7 @@ func TestTLSWithNATS(t *testing.T) {
 	}
 	// Without a certificate the NATS server refuses the connection.
 	anon := newClient(t, reg, micro.WithTLS("", "", p.client.CA), brokerOpt)
-	if err := micro.NewPublisher("nats-tls", anon).Publish(testCtx(t), &pb.Event{Id: "anon"}); err == nil {
+	if err := pubsub.NewPublisher("nats-tls", anon).Publish(testCtx(t), &pb.Event{Id: "anon"}); err == nil {
 		t.Fatal("a publisher without a client certificate reached the NATS server")
 	}
 }

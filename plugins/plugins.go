@@ -17,10 +17,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+
+	"google.golang.org/grpc"
 
 	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -63,9 +66,24 @@ type BrokerOptions struct {
 	// A broker of a server with TLS of its own (nats at tls://...) verifies
 	// it with ClientTLS.
 	ServerTLS, ClientTLS *tls.Config
+	// MutualTLS says that ServerTLS requires client certificates (a CA
+	// file was given): publishers are authenticated by them.
+	MutualTLS bool
 	// Token is a shared secret publishers must present when the transport
 	// does not authenticate them (--broker_token, MICRO_BROKER_TOKEN).
 	Token string
+	// InsecureToken lets the token travel over connections without TLS
+	// (--broker_insecure_token).
+	InsecureToken bool
+	// Server is the service's own gRPC server while it is not serving yet:
+	// a broker that receives deliveries (http) registers its service on
+	// it instead of serving a port of its own. Advertise returns the
+	// service's address once it serves. Both are nil when the service
+	// serves already, or for a broker made without one.
+	Server    grpc.ServiceRegistrar
+	Advertise func() string
+	// Logger is the service's logger; nil: slog.Default().
+	Logger *slog.Logger
 }
 
 type table[F any] struct {
@@ -117,7 +135,8 @@ var (
 	registries = &table[RegistryFactory]{kind: "registry", m: map[string]RegistryFactory{},
 		hints: map[string]string{"etcd": "github.com/microgrpc/microgrpc/plugins/etcd"}}
 	brokers = &table[BrokerFactory]{kind: "broker", m: map[string]BrokerFactory{},
-		hints: map[string]string{"nats": "github.com/microgrpc/microgrpc/plugins/nats", "jetstream": "github.com/microgrpc/microgrpc/plugins/nats"}}
+		hints: map[string]string{"nats": "github.com/microgrpc/microgrpc/plugins/nats", "jetstream": "github.com/microgrpc/microgrpc/plugins/nats",
+			"http": "github.com/microgrpc/microgrpc/micro/pubsub"}}
 )
 
 // RegisterRegistry adds a registry plugin under name.

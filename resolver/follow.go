@@ -29,6 +29,8 @@ type Follower struct {
 	wake    chan struct{} // buffer 1: RetryNow
 	changed chan struct{} // buffer 1: Changed
 	ready   chan struct{} // closed after the first listing attempt
+	stopped chan struct{} // closed by Stop
+	stop    sync.Once
 	// wg tracks the loop and its watch reader: Stop returns only when
 	// neither can call into the registry any more.
 	wg sync.WaitGroup
@@ -58,7 +60,7 @@ func Follow(reg Registry, service string, opts ...BuilderOption) *Follower {
 	f := &Follower{
 		reg: reg, service: service, opts: o, cancel: cancel,
 		wake: make(chan struct{}, 1), changed: make(chan struct{}, 1), ready: make(chan struct{}),
-		nodes: map[string]nodeEntry{},
+		stopped: make(chan struct{}), nodes: map[string]nodeEntry{},
 	}
 	f.wg.Add(1)
 	go func() {
@@ -70,19 +72,34 @@ func Follow(reg Registry, service string, opts ...BuilderOption) *Follower {
 
 // Stop ends the follower and waits for its goroutines. It is idempotent.
 func (f *Follower) Stop() {
+	f.stop.Do(func() { close(f.stopped) })
 	f.cancel()
 	f.wg.Wait()
 }
 
+// ErrFollowerStopped is Ready's error once Stop was called before the
+// first listing came back.
+var ErrFollowerStopped = errors.New("resolver: follower stopped")
+
 // Ready waits for the first listing and returns its error (nil when it
-// succeeded), or ctx's. After a failed first listing the follower keeps
-// trying in the background.
+// succeeded), or ctx's, or ErrFollowerStopped when the follower is
+// stopped first. After a failed first listing the follower keeps trying
+// in the background.
 func (f *Follower) Ready(ctx context.Context) error {
 	select {
 	case <-f.ready:
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return f.firstErr
+	case <-f.stopped:
+		select {
+		case <-f.ready: // both: the listing came first
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.firstErr
+		default:
+		}
+		return ErrFollowerStopped
 	case <-ctx.Done():
 		return ctx.Err()
 	}

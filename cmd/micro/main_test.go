@@ -24,6 +24,7 @@ import (
 	"github.com/microgrpc/microgrpc/internal/greetertest"
 	"github.com/microgrpc/microgrpc/internal/netns"
 	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 )
 
@@ -62,7 +63,7 @@ func runNode(id string) int {
 		return nil
 	}})
 	var out sync.Mutex
-	err := micro.RegisterSubscriber("events", svc, func(_ context.Context, ev *pb.Event) error {
+	err := pubsub.RegisterSubscriber("events", svc, func(_ context.Context, ev *pb.Event) error {
 		out.Lock()
 		defer out.Unlock()
 		fmt.Printf("event %s %s\n", ev.GetId(), ev.GetMessage())

@@ -37,6 +37,7 @@ var (
 	MDNSInterfaces       = Setting{"mdns_interfaces", "MICRO_MDNS_INTERFACES", "comma-separated network interfaces mDNS announces and browses on", "every up, multicast-capable interface"}
 	Broker               = Setting{"broker", "MICRO_BROKER", "broker plugin: http, nats, jetstream, memory", "http"}
 	BrokerToken          = Setting{"broker_token", "MICRO_BROKER_TOKEN", "shared secret publishers present to subscribers (http broker without mutual TLS; the NATS token)", "none"}
+	BrokerInsecureToken  = Setting{"broker_insecure_token", "MICRO_BROKER_INSECURE_TOKEN", "true: the http broker may send the broker token without TLS", "false"}
 	BrokerAddress        = Setting{"broker_address", "MICRO_BROKER_ADDRESS", "comma-separated broker addresses, e.g. nats://127.0.0.1:4222", "http: any free port; nats, jetstream: nats://127.0.0.1:4222"}
 	ServerName           = Setting{"server_name", "MICRO_SERVER_NAME", "name the service registers under", "the name given in code"}
 	ServerVersion        = Setting{"server_version", "MICRO_SERVER_VERSION", "version announced with the node", "none"}
@@ -59,7 +60,7 @@ var CommandLogLevel = Setting{"", "MICRO_LOG_LEVEL", "how much the micro command
 
 // All is every setting.
 var All = []Setting{
-	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress, BrokerToken,
+	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress, BrokerToken, BrokerInsecureToken,
 	ServerName, ServerVersion, ServerID, ServerAddress, ServerAdvertise, ServerMetadata,
 	RegisterTTL, RegisterInterval, ClientRequestTimeout, ClientRetries,
 	TLSCertFile, TLSKeyFile, TLSCAFile,
@@ -153,6 +154,20 @@ func (v Values) Duration(s Setting) (time.Duration, bool, error) {
 		return 0, true, fmt.Errorf("%w: %s/-%s %q: want a duration like 30s or whole seconds", ErrInvalid, s.Env, s.Flag, raw)
 	}
 	return d, true, nil
+}
+
+// Bool parses a boolean setting ("true", "false", "1", "0", as
+// strconv.ParseBool).
+func (v Values) Bool(s Setting) (bool, bool, error) {
+	raw, ok := v[s]
+	if !ok {
+		return false, false, nil
+	}
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		return false, true, fmt.Errorf("%w: %s/-%s %q: want true or false", ErrInvalid, s.Env, s.Flag, raw)
+	}
+	return b, true, nil
 }
 
 // Int parses a non-negative integer setting.

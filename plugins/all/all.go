@@ -7,12 +7,8 @@
 package all
 
 import (
-	"github.com/microgrpc/microgrpc/internal/httpplugin"
-	_ "github.com/microgrpc/microgrpc/plugins/builtin" // mdns, memory; http, memory
+	_ "github.com/microgrpc/microgrpc/broker/direct"  // http
+	_ "github.com/microgrpc/microgrpc/plugins/builtin" // mdns, memory; memory
 	_ "github.com/microgrpc/microgrpc/plugins/etcd"    // etcd
 	_ "github.com/microgrpc/microgrpc/plugins/nats"    // nats, jetstream
 )
-
-// The http broker is otherwise linked only by a service that uses pub/sub
-// (see plugins/builtin); here every plugin can be made by name.
-func init() { httpplugin.Link() }

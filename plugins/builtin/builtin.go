@@ -1,24 +1,20 @@
 // Package builtin registers the implementations every micro service has
-// with package plugins: registries mdns (the default) and memory, brokers
-// http (the default) and memory. Package micro imports it.
+// with package plugins: registries mdns (the default) and memory, and the
+// memory broker. Package micro imports it.
 //
 // The others are a blank import away, so that a service pays (binary
 // size, memory at start) only for what it can use: plugins/etcd adds
 // --registry=etcd, plugins/nats adds --broker=nats and --broker=jetstream,
 // and plugins/all adds every one.
 //
-// The http broker's name is registered here, but its code is linked only
-// into a program that can use it: one whose micro service publishes or
-// subscribes (or asks for its Broker), or one that imports plugins/all. In
-// any other program plugins.NewBroker("http", ...) is an error that says
-// so; a service that never uses pub/sub does not carry an HTTP client and
-// server for it.
+// The default broker, http, is registered by its own package,
+// broker/direct, which micro/pubsub imports: a service that does not use
+// pub/sub does not link it.
 package builtin
 
 import (
 	"github.com/microgrpc/microgrpc/broker"
 	memorybroker "github.com/microgrpc/microgrpc/broker/memory"
-	"github.com/microgrpc/microgrpc/internal/httpplugin"
 	"github.com/microgrpc/microgrpc/plugins"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/mdns"
@@ -44,8 +40,6 @@ const (
 )
 
 func init() {
-	// http: see the package comment.
-	plugins.RegisterBroker(BrokerHTTP, httpplugin.Factory)
 	// memory: in-process; each service gets its own unless one is shared
 	// with micro.WithBroker.
 	plugins.RegisterBroker(BrokerMemory, func(plugins.BrokerOptions) (broker.Broker, error) {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	_ "github.com/microgrpc/microgrpc/plugins/all" // --registry=etcd, --broker=nats, ... by flag
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 )
@@ -33,7 +34,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer svc.Close()
-	pub := micro.NewPublisher(Topic, svc)
+	pub := pubsub.NewPublisher(Topic, svc)
 	t := time.NewTicker(*interval)
 	defer t.Stop()
 	for i := 1; *count == 0 || i <= *count; i++ {

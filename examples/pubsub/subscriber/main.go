@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	_ "github.com/microgrpc/microgrpc/plugins/all" // --registry=etcd, --broker=nats, ... by flag
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 )
@@ -29,16 +30,16 @@ func main() {
 	if err := svc.Init(); err != nil {
 		log.Fatal(err)
 	}
-	var opts []micro.SubscriberOption
+	var opts []pubsub.SubscriberOption
 	if *queue != "" {
-		opts = append(opts, micro.WithQueue(*queue))
+		opts = append(opts, pubsub.WithQueue(*queue))
 	}
 	handler := func(ctx context.Context, ev *pb.Event) error {
 		md, _ := metadata.FromIncomingContext(ctx)
 		fmt.Printf("received %s %q from %v\n", ev.GetId(), ev.GetMessage(), md.Get("x-publisher"))
 		return nil
 	}
-	if err := micro.RegisterSubscriber(topic, svc, handler, opts...); err != nil {
+	if err := pubsub.RegisterSubscriber(topic, svc, handler, opts...); err != nil {
 		log.Fatal(err)
 	}
 	if err := svc.Run(); err != nil {

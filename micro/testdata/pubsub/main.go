@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
@@ -25,9 +26,9 @@ func main() {
 		micro.WithRegistry(memory.NewRegistry()), micro.WithBrokerPlugin("http", "127.0.0.1:0"),
 		micro.WithContext(ctx), micro.WithSignal(false), micro.WithDeregisterWait(0), micro.WithLogger(slog.New(slog.DiscardHandler)),
 		micro.WithAfterStart(func(ctx context.Context) error {
-			return svc.Publish(ctx, "pubsub.hello", &pb.Request{Name: "John"})
+			return pubsub.Publish(ctx, svc, "pubsub.hello", &pb.Request{Name: "John"})
 		}))
-	err := micro.RegisterSubscriber("pubsub.hello", svc, func(_ context.Context, r *pb.Request) error {
+	err := pubsub.RegisterSubscriber("pubsub.hello", svc, func(_ context.Context, r *pb.Request) error {
 		got <- r.Name
 		return nil
 	})

@@ -1,4 +1,4 @@
-package micro
+package pubsub
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 // ErrInvalidHandler is wrapped by the error RegisterSubscriber returns for a
 // handler of the wrong shape.
-var ErrInvalidHandler = errors.New("micro: invalid subscriber handler")
+var ErrInvalidHandler = errors.New("pubsub: invalid subscriber handler")
 
 var (
 	ctxType = reflect.TypeFor[context.Context]()

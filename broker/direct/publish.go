@@ -1,18 +1,20 @@
-package http
+package direct
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"time"
 
 	"github.com/microgrpc/microgrpc/broker"
+	"github.com/microgrpc/microgrpc/proto/delivery"
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
 // Publish delivers m to every subscriber of topic and to one member of
 // every queue group, all at once, and waits for every result.
-func (b *httpBroker) Publish(ctx context.Context, topic string, m *broker.Message, opts ...broker.PublishOption) error {
+func (b *directBroker) Publish(ctx context.Context, topic string, m *broker.Message, opts ...broker.PublishOption) error {
 	if err := broker.ValidateTopic(topic); err != nil {
 		return err
 	}
@@ -53,7 +55,7 @@ func (b *httpBroker) Publish(ctx context.Context, topic string, m *broker.Messag
 		}
 		t.members = append(t.members, n)
 	}
-	d := delivery{topic: topic, msg: msg}
+	d := outgoing{topic: topic, msg: msg}
 	// Start every delivery, then collect: subscribers are reached in
 	// parallel, and a group's next member is tried only when one fails.
 	for _, t := range targets {
@@ -121,20 +123,29 @@ func (t *target) result() error {
 //
 // Each attempt has its own timeout, so a member that does not answer
 // (frozen, cut off) leaves time to try the next one.
-func (b *httpBroker) try(ctx context.Context, t *target, d delivery) {
+func (b *directBroker) try(ctx context.Context, t *target, d outgoing) {
 	n := t.member()
-	d.sub = n.ID
 	b.mu.Lock()
 	local := b.subs[n.ID]
 	b.mu.Unlock()
 	if local == nil {
-		t.p = b.peer(n).send(ctx, d, b.opts.requestTimeout)
+		timeout := b.opts.requestTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = min(timeout, time.Until(dl))
+		}
+		t.p = b.peer(n.Address).send(ctx, &delivery.Delivery{Subscription: n.ID, Topic: d.topic, Header: d.msg.Header,
+			Body: d.msg.Body, TimeoutMs: uint32(max(timeout/time.Millisecond, 1))}, b.opts.requestTimeout)
 		return
 	}
 	// The handler runs here and sees the attempt's deadline in its ctx.
 	ctx, t.cancel = context.WithTimeout(ctx, b.opts.requestTimeout)
 	pd := newPending(ctx)
-	d.msg = d.msg.Clone()
-	local.take(ctx, d, func(r result) { pd.done <- r.error() })
+	local.take(ctx, d.topic, d.msg.Clone(), func(r result) { pd.done <- r.error() })
 	t.p = pd
+}
+
+// outgoing is what one Publish delivers.
+type outgoing struct {
+	topic string
+	msg   *broker.Message
 }

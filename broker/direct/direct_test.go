@@ -1,4 +1,4 @@
-package http_test
+package direct_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/broker/brokertest"
-	httpbroker "github.com/microgrpc/microgrpc/broker/http"
+	"github.com/microgrpc/microgrpc/broker/direct"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
@@ -26,7 +26,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 func factory(reg resolver.Registry) brokertest.Factory {
 	return func(t *testing.T) broker.Broker {
-		return httpbroker.NewBroker(httpbroker.WithRegistry(reg), httpbroker.WithAddress("127.0.0.1:0"), httpbroker.WithLogger(quiet))
+		return direct.NewBroker(direct.WithRegistry(reg), direct.WithAddress("127.0.0.1:0"), direct.WithLogger(quiet))
 	}
 }
 

@@ -1,16 +1,11 @@
-package http_test
+package direct_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +13,7 @@ import (
 
 	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/broker/brokertest"
-	httpbroker "github.com/microgrpc/microgrpc/broker/http"
+	"github.com/microgrpc/microgrpc/broker/direct"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
@@ -84,8 +79,8 @@ func TestIdleTopicsAreEvicted(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := brokertest.New(t, func(*testing.T) broker.Broker {
-		return httpbroker.NewBroker(httpbroker.WithRegistry(reg), httpbroker.WithAddress("127.0.0.1:0"),
-			httpbroker.WithLogger(quiet), httpbroker.WithIdleTimeout(100*time.Millisecond))
+		return direct.NewBroker(direct.WithRegistry(reg), direct.WithAddress("127.0.0.1:0"),
+			direct.WithLogger(quiet), direct.WithIdleTimeout(100*time.Millisecond))
 	})
 	// The first publish opens the connection to the subscriber; count
 	// goroutines after it.
@@ -98,7 +93,7 @@ func TestIdleTopicsAreEvicted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := httpbroker.Topics(pub); got < 10 {
+	if got := direct.Topics(pub); got < 10 {
 		t.Fatalf("following %d topics right after publishing to 20", got)
 	}
 	peak := runtime.NumGoroutine()
@@ -106,9 +101,9 @@ func TestIdleTopicsAreEvicted(t *testing.T) {
 		t.Fatalf("%d goroutines before, %d while following 20 topics: nothing to evict?", before, peak)
 	}
 	deadline := time.Now().Add(brokertest.Timeout)
-	for httpbroker.Topics(pub) > 0 {
+	for direct.Topics(pub) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("still following %d idle topics", httpbroker.Topics(pub))
+			t.Fatalf("still following %d idle topics", direct.Topics(pub))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -192,84 +187,6 @@ func TestSlowSubscriberSlowsOnlyItself(t *testing.T) {
 	t.Logf("100 publishes to a fast subscriber took %v while another was stuck", took)
 }
 
-// Garbage sent to the endpoint never reaches a handler or crashes the
-// broker: a plain POST is refused, a frame that does not decode ends that
-// connection, an oversized frame is skipped and answered, and the broker
-// keeps serving.
-func TestGarbageDeliveriesRefused(t *testing.T) {
-	reg := memory.NewRegistry()
-	sub := brokertest.New(t, func(*testing.T) broker.Broker {
-		return httpbroker.NewBroker(httpbroker.WithRegistry(reg), httpbroker.WithAddress("127.0.0.1:0"),
-			httpbroker.WithLogger(quiet), httpbroker.WithMaxMessageSize(1024))
-	})
-	var handled atomic.Int64
-	if _, err := sub.Subscribe("g", func(context.Context, broker.Event) error { handled.Add(1); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	svcs, err := reg.GetService(testCtx(t), httpbroker.ServicePrefix+"g")
-	if err != nil || len(svcs) == 0 || len(svcs[0].Nodes) == 0 {
-		t.Fatal(svcs, err)
-	}
-	addr := svcs[0].Nodes[0].Address
-	rsp, err := http.Post("http://"+addr+"/micro/broker/stream", "application/json", strings.NewReader(`{"topic":"g"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rsp.Body.Close()
-	if rsp.StatusCode/100 != 4 {
-		t.Errorf("plain POST: %s, want 4xx", rsp.Status)
-	}
-	upgrade := func() (net.Conn, *bufio.Reader) {
-		t.Helper()
-		c, err := net.DialTimeout("tcp", addr, brokertest.Timeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(brokertest.Timeout))
-		fmt.Fprintf(c, "GET /micro/broker/stream HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: microgrpc-broker/1\r\n\r\n")
-		rd := bufio.NewReader(c)
-		rsp, err := http.ReadResponse(rd, nil)
-		if err != nil || rsp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("upgrade: %v %v", rsp, err)
-		}
-		return c, rd
-	}
-	// Frames whose payload does not decode: the connection ends.
-	for _, payload := range [][]byte{[]byte("not protobuf at all"), {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}, bytes.Repeat([]byte{0x0a}, 100)} {
-		c, rd := upgrade()
-		frame := append(binary.AppendUvarint(binary.AppendUvarint(nil, 1), uint64(len(payload))), payload...)
-		c.Write(frame)
-		if _, err := io.ReadAll(rd); err != nil {
-			t.Fatalf("payload %q: the connection did not end cleanly: %v", payload, err)
-		}
-	}
-	// An oversized frame is skipped (not held in memory) and answered with
-	// a result that says so; the connection goes on.
-	c, rd := upgrade()
-	big := 4 << 20
-	c.Write(binary.AppendUvarint(binary.AppendUvarint(nil, 7), uint64(big)))
-	c.Write(make([]byte, big))
-	seq, err := binary.ReadUvarint(rd)
-	if err != nil || seq != 7 {
-		t.Fatalf("no answer to the oversized frame: seq %d, %v", seq, err)
-	}
-	n, _ := binary.ReadUvarint(rd)
-	res := make([]byte, n)
-	io.ReadFull(rd, res)
-	if !strings.Contains(string(res), "too large") {
-		t.Fatalf("oversized frame answered %q", res)
-	}
-	if handled.Load() != 0 {
-		t.Fatalf("garbage reached the handler %d times", handled.Load())
-	}
-	// Still serving.
-	pub := brokertest.New(t, factory(reg))
-	if err := pub.Publish(testCtx(t), "g", &broker.Message{Body: []byte("ok")}); err != nil || handled.Load() != 1 {
-		t.Fatalf("after garbage: Publish = %v, handled %d", err, handled.Load())
-	}
-}
-
 // A queue member that takes deliveries and never answers (frozen) costs
 // one request timeout per message sent to it; then the message goes to
 // another member, within the same Publish.
@@ -303,17 +220,12 @@ func TestFrozenMemberFailsOverWithinOnePublish(t *testing.T) {
 			mu.Unlock()
 			conns.Go(func() {
 				defer c.Close()
-				rd := bufio.NewReader(c)
-				if _, err := http.ReadRequest(rd); err != nil {
-					return
-				}
-				fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: microgrpc-broker/1\r\n\r\n")
-				io.Copy(io.Discard, rd) // takes everything, answers nothing
+				io.Copy(io.Discard, c) // takes everything, answers nothing
 			})
 		}
 	})
-	frozen := &resolver.Service{Name: httpbroker.ServicePrefix + "jobs", Nodes: []resolver.Node{{
-		ID: "frozen-1", Address: lis.Addr().String(), Metadata: map[string]string{"queue": "workers", "topic": "jobs", "scheme": "http"},
+	frozen := &resolver.Service{Name: direct.ServicePrefix + "jobs", Nodes: []resolver.Node{{
+		ID: "frozen-1", Address: lis.Addr().String(), Metadata: map[string]string{"queue": "workers", "topic": "jobs"},
 	}}}
 	if err := reg.Register(testCtx(t), frozen); err != nil {
 		t.Fatal(err)
@@ -324,8 +236,8 @@ func TestFrozenMemberFailsOverWithinOnePublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := brokertest.New(t, func(*testing.T) broker.Broker {
-		return httpbroker.NewBroker(httpbroker.WithRegistry(reg), httpbroker.WithAddress("127.0.0.1:0"),
-			httpbroker.WithLogger(quiet), httpbroker.WithRequestTimeout(200*time.Millisecond))
+		return direct.NewBroker(direct.WithRegistry(reg), direct.WithAddress("127.0.0.1:0"),
+			direct.WithLogger(quiet), direct.WithRequestTimeout(200*time.Millisecond))
 	})
 	const n = 20
 	for i := range n {

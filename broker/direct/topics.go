@@ -1,4 +1,4 @@
-package http
+package direct
 
 import (
 	"context"
@@ -30,7 +30,19 @@ func (tc *topicCache) snapshot() []resolver.Node { return tc.f.Nodes() }
 // first Publish must not see "no subscribers" because the listing has not
 // come back yet. A failed first listing is returned to every Publish that
 // waited for it, and the next Publish tries again with a new cache.
-func (b *httpBroker) topic(ctx context.Context, topic string) (*topicCache, error) {
+func (b *directBroker) topic(ctx context.Context, topic string) (*topicCache, error) {
+	for {
+		tc, err := b.topicOnce(ctx, topic)
+		if !errors.Is(err, resolver.ErrFollowerStopped) {
+			return tc, err
+		}
+		// Eviction stopped the follower before its first listing (a
+		// registry slower than the idle timeout): follow it anew. After
+		// Disconnect, topicOnce says the broker is closed.
+	}
+}
+
+func (b *directBroker) topicOnce(ctx context.Context, topic string) (*topicCache, error) {
 	b.mu.Lock()
 	tc, ok := b.topics[topic]
 	if !ok {
@@ -49,9 +61,14 @@ func (b *httpBroker) topic(ctx context.Context, topic string) (*topicCache, erro
 	switch {
 	case err == nil:
 		return tc, nil
+	case errors.Is(err, resolver.ErrFollowerStopped):
+		// Disconnect or eviction stopped the follower before its first
+		// listing: this Publish must not wait for a listing that will
+		// never come.
+		return nil, err
 	case ctx.Err() != nil:
 		// Still listing: the cache stays for the next Publish.
-		return nil, fmt.Errorf("http broker: find subscribers of %q in %s: %w", topic, b.opts.registry, ctx.Err())
+		return nil, fmt.Errorf("direct broker: find subscribers of %q in %s: %w", topic, b.opts.registry, ctx.Err())
 	}
 	b.mu.Lock()
 	drop := b.topics[topic] == tc
@@ -62,14 +79,14 @@ func (b *httpBroker) topic(ctx context.Context, topic string) (*topicCache, erro
 	if drop {
 		tc.stop()
 	}
-	return nil, fmt.Errorf("http broker: find subscribers of %q in %s: %w", topic, b.opts.registry, err)
+	return nil, fmt.Errorf("direct broker: find subscribers of %q in %s: %w", topic, b.opts.registry, err)
 }
 
-var errBrokerClosed = errors.New("http broker: closed")
+var errBrokerClosed = errors.New("direct broker: closed")
 
 // evictIdle stops the topic caches, and closes the connections to other
 // processes, that no Publish used for the idle timeout.
-func (b *httpBroker) evictIdle(now time.Time) {
+func (b *directBroker) evictIdle(now time.Time) {
 	cutoff := now.Add(-b.opts.idleTimeout).UnixNano()
 	var stale []*topicCache
 	var idle []*peer
