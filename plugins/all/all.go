@@ -7,7 +7,7 @@
 package all
 
 import (
-	_ "github.com/microgrpc/microgrpc/broker/direct"  // http
+	_ "github.com/microgrpc/microgrpc/broker/direct"   // http
 	_ "github.com/microgrpc/microgrpc/plugins/builtin" // mdns, memory; memory
 	_ "github.com/microgrpc/microgrpc/plugins/etcd"    // etcd
 	_ "github.com/microgrpc/microgrpc/plugins/nats"    // nats, jetstream
