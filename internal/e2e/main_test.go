@@ -13,5 +13,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envNode) != "" {
 		os.Exit(runNode())
 	}
+	if os.Getenv(envSubscriber) != "" {
+		os.Exit(runSubscriber())
+	}
 	goleak.VerifyTestMain(m)
 }
