@@ -1,5 +1,7 @@
 package mdns
 
+import "time"
+
 // WatcherCount reports how many watchers the registry's browser still
 // holds, so that tests can check that stopped watchers are forgotten.
 func (r *Registry) WatcherCount() int {
@@ -30,4 +32,31 @@ func (r *Registry) Sightings(service string) int {
 		}
 	}
 	return n
+}
+
+// InstanceName is the DNS-SD instance label of a node's gen-th
+// announcement.
+var InstanceName = instanceName
+
+// WithMaxTTL shortens MaxTTL, so that tests can see a claim clamped to it
+// expire.
+func WithMaxTTL(d time.Duration) Option { return func(o *options) { o.maxTTL = d } }
+
+// SightingTTL reports the liveness TTL the browser keeps for the DNS-SD
+// instance labelled instance, or 0 when it has none.
+func (r *Registry) SightingTTL(instance string) time.Duration {
+	r.mu.Lock()
+	b := r.browser
+	r.mu.Unlock()
+	if b == nil {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fqdn := instance + "." + b.fqdnType
+	key, ok := b.instances[fqdn]
+	if !ok {
+		return 0
+	}
+	return b.nodes[key].instances[fqdn].ttl
 }
