@@ -9,20 +9,24 @@ import (
 // one too large to count in nanoseconds is not taken for a negative one.
 func TestClaimedTTLIsCapped(t *testing.T) {
 	ct := newCacheTest(t)
+	start := ct.now
 	ct.seen("a", "n1", "127.0.0.1:1", 1_000_000_000)
-	ct.seen("b", "n2", "127.0.0.1:2", 1<<40) // overflows a time.Duration
 	ct.seen("c", "n3", "127.0.0.1:3", 30)
-	ct.events("create n1 127.0.0.1:1", "create n2 127.0.0.1:2", "create n3 127.0.0.1:3")
+	ct.now = ct.now.Add(time.Second) // so that n1 and n2 expire one by one
+	ct.seen("b", "n2", "127.0.0.1:2", 1<<40) // overflows a time.Duration
+	ct.events("create n1 127.0.0.1:1", "create n3 127.0.0.1:3", "create n2 127.0.0.1:2")
 	for inst, want := range map[string]time.Duration{"a": MaxTTL, "b": MaxTTL, "c": 30 * time.Second} {
 		key := ct.b.instances[ct.inst(inst)]
 		if got := ct.b.nodes[key].instances[ct.inst(inst)].ttl; got != want {
 			t.Errorf("instance %s: TTL kept %v, want %v", inst, got, want)
 		}
 	}
-	ct.b.expire(ct.now.Add(MaxTTL - time.Second))
+	ct.b.expire(start.Add(MaxTTL - time.Second))
 	ct.events("delete n3 127.0.0.1:3")
-	ct.b.expire(ct.now.Add(MaxTTL + time.Second))
-	ct.events("delete n1 127.0.0.1:1", "delete n2 127.0.0.1:2")
+	ct.b.expire(start.Add(MaxTTL + 500*time.Millisecond))
+	ct.events("delete n1 127.0.0.1:1")
+	ct.b.expire(start.Add(MaxTTL + 1500*time.Millisecond))
+	ct.events("delete n2 127.0.0.1:2")
 	ct.resolved()
 }
 
