@@ -2,12 +2,16 @@ package mdns
 
 import "time"
 
+func (r *Registry) currentBrowser() *browser {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.browser
+}
+
 // WatcherCount reports how many watchers the registry's browser still
 // holds, so that tests can check that stopped watchers are forgotten.
 func (r *Registry) WatcherCount() int {
-	r.mu.Lock()
-	b := r.browser
-	r.mu.Unlock()
+	b := r.currentBrowser()
 	if b == nil {
 		return 0
 	}
@@ -17,9 +21,7 @@ func (r *Registry) WatcherCount() int {
 // Sightings reports how many DNS-SD instances the browser has seen, and not
 // yet expired, that claim a node of service.
 func (r *Registry) Sightings(service string) int {
-	r.mu.Lock()
-	b := r.browser
-	r.mu.Unlock()
+	b := r.currentBrowser()
 	if b == nil {
 		return 0
 	}
@@ -45,9 +47,7 @@ func WithMaxTTL(d time.Duration) Option { return func(o *options) { o.maxTTL = d
 // SightingTTL reports the liveness TTL the browser keeps for the DNS-SD
 // instance labelled instance, or 0 when it has none.
 func (r *Registry) SightingTTL(instance string) time.Duration {
-	r.mu.Lock()
-	b := r.browser
-	r.mu.Unlock()
+	b := r.currentBrowser()
 	if b == nil {
 		return 0
 	}

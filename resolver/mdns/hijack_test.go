@@ -12,7 +12,8 @@ func TestClaimedTTLIsCapped(t *testing.T) {
 	start := ct.now
 	ct.seen("a", "n1", "127.0.0.1:1", 1_000_000_000)
 	ct.seen("c", "n3", "127.0.0.1:3", 30)
-	ct.now = ct.now.Add(time.Second) // so that n1 and n2 expire one by one
+	// A second later, so that n1 and n2 expire one by one.
+	ct.now = ct.now.Add(time.Second)
 	ct.seen("b", "n2", "127.0.0.1:2", 1<<40) // overflows a time.Duration
 	ct.events("create n1 127.0.0.1:1", "create n3 127.0.0.1:3", "create n2 127.0.0.1:2")
 	for inst, want := range map[string]time.Duration{"a": MaxTTL, "b": MaxTTL, "c": 30 * time.Second} {

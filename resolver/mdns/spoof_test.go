@@ -115,22 +115,10 @@ func TestSpoofedNodeIDKeepsLiveNode(t *testing.T) {
 	}
 	// A short grace period, so that a node list wrongly emptied shows at
 	// once rather than after the default 10 s.
-	cc, err := grpc.NewClient("mdns:///spoofed", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithResolvers(mdns.NewBuilder(client, resolver.WithGracePeriod(100*time.Millisecond))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	c := pb.NewGreeterClient(cc)
+	hello := greeterCall(t, tctx, client, "spoofed", resolver.WithGracePeriod(100*time.Millisecond))
 	call := func() {
 		t.Helper()
-		cctx, cancel := context.WithTimeout(tctx, 2*time.Second)
-		defer cancel()
-		rsp, err := c.Hello(cctx, &pb.Request{}, grpc.WaitForReady(true))
-		if err != nil {
-			t.Fatalf("call failed: %v", err)
-		}
-		if got := rsp.GetNode(); got != "live" {
+		if got := hello(); got != "live" {
 			t.Fatalf("call reached node %q, want the live one", got)
 		}
 	}
@@ -155,6 +143,30 @@ func TestSpoofedNodeIDKeepsLiveNode(t *testing.T) {
 	until := time.Now().Add(time.Second)
 	for time.Now().Before(until) {
 		call()
+	}
+}
+
+// greeterCall returns a function that calls the greeter service through
+// r, failing the test if the call fails, and returns the node that
+// answered.
+func greeterCall(t *testing.T, ctx context.Context, r *mdns.Registry, service string, opts ...resolver.BuilderOption) func() string {
+	t.Helper()
+	cc, err := grpc.NewClient("mdns:///"+service, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithResolvers(mdns.NewBuilder(r, opts...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	c := pb.NewGreeterClient(cc)
+	return func() string {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		rsp, err := c.Hello(cctx, &pb.Request{}, grpc.WaitForReady(true))
+		if err != nil {
+			t.Fatalf("call failed: %v", err)
+		}
+		return rsp.GetNode()
 	}
 }
 
@@ -197,23 +209,7 @@ func TestSpoofedGoodbyeDoesNotHijackLiveNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitAddress(t, client, "hijack", live.Nodes[0].Address, 5*time.Second)
-	cc, err := grpc.NewClient("mdns:///hijack", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithResolvers(mdns.NewBuilder(client)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	c := pb.NewGreeterClient(cc)
-	call := func() string {
-		t.Helper()
-		cctx, cancel := context.WithTimeout(tctx, 2*time.Second)
-		defer cancel()
-		rsp, err := c.Hello(cctx, &pb.Request{}, grpc.WaitForReady(true))
-		if err != nil {
-			t.Fatalf("call failed: %v", err)
-		}
-		return rsp.GetNode()
-	}
+	call := greeterCall(t, tctx, client, "hijack")
 	if got := call(); got != "live" {
 		t.Fatalf("call reached node %q, want the live one", got)
 	}
