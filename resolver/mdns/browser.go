@@ -125,6 +125,19 @@ type browser struct {
 	// its report of an instance that has said goodbye since must not bring
 	// the node back (for its whole TTL).
 	goodbyes map[string]time.Time
+	// farewells holds the instances that were their node's reported claim
+	// when they said goodbye, for the cap (maxTTL): heard again, such an
+	// instance takes its node back from any claim that took over, so that
+	// a spoofed goodbye hands a live node to an impostor only until the
+	// live node's next answer.
+	farewells map[string]farewell
+}
+
+// farewell is the node an instance was reported for when it said goodbye,
+// and when.
+type farewell struct {
+	key nodeKey
+	at  time.Time
 }
 
 // lateWindow is how long after an instance's goodbye the zeroconf Browse's
@@ -151,7 +164,8 @@ func startBrowser(opts options, ifaces []net.Interface) (*browser, error) {
 func newBrowser(opts options, c *conn) *browser {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &browser{opts: opts, c: c, fqdnType: ServiceType + "." + opts.domain, ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), nodes: map[nodeKey]*claims{}, instances: map[string]nodeKey{}, goodbyes: map[string]time.Time{}}
+		ready: make(chan struct{}), nodes: map[nodeKey]*claims{}, instances: map[string]nodeKey{}, goodbyes: map[string]time.Time{},
+		farewells: map[string]farewell{}}
 }
 
 func (b *browser) close() {
@@ -234,11 +248,16 @@ func (b *browser) seenFrom(instance string, strs []string, now time.Time, late b
 		return
 	}
 	key := nodeKey{n.Service.Name, n.Service.Nodes[0].ID}
-	sg := &sighting{svc: n.Service, ttl: time.Duration(n.TTL) * time.Second, lastSeen: now}
+	sg := &sighting{svc: n.Service, ttl: b.ttlOf(n.TTL), lastSeen: now}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if bye, ok := b.goodbyes[instance]; ok && late && now.Sub(bye) < lateWindow {
 		return
+	}
+	back := false
+	if fw, ok := b.farewells[instance]; ok && !late {
+		delete(b.farewells, instance)
+		back = fw.key == key
 	}
 	if was, ok := b.instances[instance]; ok && was != key {
 		b.dropLocked(instance, "now claims another node")
@@ -252,6 +271,17 @@ func (b *browser) seenFrom(instance string, strs []string, now time.Time, late b
 	}
 	old := c.instances[instance]
 	c.instances[instance] = sg
+	if instance != c.current && back {
+		from := c.current
+		prev := c.instances[from]
+		c.current = instance
+		b.opts.logger.Debug("mdns: an instance that said goodbye answers again; it takes its node back",
+			"service", key.service, "node", key.id, "instance", instance, "from", from)
+		if !sameData(prev.svc, sg.svc) {
+			b.notifyLocked(resolver.Update, sg.svc)
+		}
+		return
+	}
 	if instance != c.current {
 		if old == nil {
 			b.opts.logger.Debug("mdns: a second instance claims a node; keeping the one seen first while it answers",
@@ -270,11 +300,36 @@ func sameData(a, b *resolver.Service) bool {
 	return slices.Equal(ea, eb)
 }
 
+// ttlOf is the liveness TTL kept for a sighting that claims secs seconds:
+// at most the cap.
+func (b *browser) ttlOf(secs int) time.Duration {
+	limit := b.maxTTL()
+	if int64(secs) > int64(limit/time.Second) {
+		return limit // also before secs * time.Second could overflow
+	}
+	return min(time.Duration(secs)*time.Second, limit)
+}
+
+// maxTTL is the longest liveness TTL kept: MaxTTL, or four query
+// intervals when that is longer, so that a node that answers every query
+// is never expired between two.
+func (b *browser) maxTTL() time.Duration {
+	limit := b.opts.maxTTL
+	if limit <= 0 {
+		limit = MaxTTL
+	}
+	return max(limit, 4*b.opts.queryInterval)
+}
+
 // remove forgets an instance (a goodbye).
 func (b *browser) remove(instance, why string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.goodbyes[instance] = time.Now()
+	now := time.Now()
+	b.goodbyes[instance] = now
+	if key, ok := b.instances[instance]; ok && b.nodes[key].current == instance {
+		b.farewells[instance] = farewell{key: key, at: now}
+	}
 	b.dropLocked(instance, why)
 }
 
@@ -345,12 +400,13 @@ func (b *browser) queryLoop() {
 	}
 }
 
-// expire forgets the instances not seen within their TTL, and goodbyes
-// older than lateWindow.
+// expire forgets the instances not seen within their TTL, goodbyes older
+// than lateWindow and farewells older than the cap.
 func (b *browser) expire(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	maps.DeleteFunc(b.goodbyes, func(_ string, bye time.Time) bool { return now.Sub(bye) >= lateWindow })
+	maps.DeleteFunc(b.farewells, func(_ string, fw farewell) bool { return now.Sub(fw.at) >= b.maxTTL() })
 	for _, c := range b.nodes {
 		var dead []string
 		for inst, sg := range c.instances {

@@ -23,9 +23,9 @@
 // gives it new nodes as they announce (well under a second), updates, and
 // goodbyes, which remove a node at once; it re-queries every
 // QueryInterval, and expires a node that has not answered within its own
-// TTL (the service's RegisterTTL, carried in TXT; the records' DNS TTL is
-// not used), so a node that dies without a goodbye disappears within its
-// TTL. A zeroconf Browse runs alongside as a second source of sightings;
+// TTL (the service's RegisterTTL, carried in TXT, kept at most at MaxTTL;
+// the records' DNS TTL is not used), so a node that dies without a goodbye
+// disappears within its TTL. A zeroconf Browse runs alongside as a second source of sightings;
 // it reports them later than the socket, so its sightings of an instance
 // that said goodbye moments ago are ignored rather than bringing the node
 // back for its TTL. Watch reports create, update and delete events from
@@ -36,7 +36,11 @@
 // or spoofed announcement), the one seen first is reported while it
 // answers, and another takes over (an update) only once it has said
 // goodbye or expired; so a claim that expires never deletes a node that
-// still answers.
+// still answers. An instance that said goodbye while it was reported, and
+// answers again, takes its node back at once (an update): a goodbye
+// spoofed next to an impostor's claim hands the node over only until the
+// live node's next answer, and the impostor's claim lasts at most MaxTTL.
+// See the README on what this defends against and what not.
 //
 // Changed node data is announced by a new zeroconf server (its SetText
 // races too) under a new instance name, and the old one says goodbye only

@@ -21,6 +21,13 @@ const (
 	DefaultQueryInterval = 2 * time.Second
 	// DefaultTTL is the liveness TTL of a registration that has none.
 	DefaultTTL = 30 * time.Second
+	// MaxTTL is the longest liveness TTL the browser accepts from an
+	// announcement, twice DefaultTTL: a node claiming more is kept as if
+	// it had said MaxTTL (or four query intervals, when that is longer).
+	// Nodes that answer are refreshed at every query, so this only bounds
+	// how long a node that went silent, or one announced once by a
+	// stranger, stays in the cache.
+	MaxTTL = 2 * DefaultTTL
 )
 
 // EnvInterfaces names the interfaces to use, comma-separated (default:
@@ -31,11 +38,12 @@ type options struct {
 	ifaceNames    []string
 	domain        string
 	queryInterval time.Duration
+	maxTTL        time.Duration // MaxTTL; tests shorten it
 	logger        *slog.Logger
 }
 
 func defaultOptions() options {
-	o := options{domain: DefaultDomain, queryInterval: DefaultQueryInterval, logger: slog.Default()}
+	o := options{domain: DefaultDomain, queryInterval: DefaultQueryInterval, maxTTL: MaxTTL, logger: slog.Default()}
 	if v, ok := envconfig.MDNSInterfaces.Lookup(os.LookupEnv); ok {
 		o.ifaceNames = envconfig.SplitList(v)
 	}

@@ -2,6 +2,7 @@ package mdns_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strconv"
 	"testing"
@@ -24,9 +25,13 @@ import (
 // TTL of ttl seconds, and then never answers again.
 func spoof(t *testing.T, instance string, s *resolver.Service, ttl int) {
 	t.Helper()
-	if !netns.Inside() {
-		t.Fatal("refusing to multicast outside the private network namespace")
-	}
+	send(t, announcement(t, instance, s, ttl))
+}
+
+// announcement is the response that announces instance with the data of
+// s's node and a liveness TTL of ttl seconds, as a responder sends it.
+func announcement(t *testing.T, instance string, s *resolver.Service, ttl int) *dns.Msg {
+	t.Helper()
 	strs, _, err := txt.Encode(s, s.Nodes[0], ttl)
 	if err != nil {
 		t.Fatal(err)
@@ -39,17 +44,43 @@ func spoof(t *testing.T, instance string, s *resolver.Service, ttl int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fqdnType := mdns.ServiceType + "." + mdns.DefaultDomain
-	name, target := instance+"."+fqdnType, instance+"."+mdns.DefaultDomain
-	hdr := func(name string, typ uint16) dns.RR_Header {
-		return dns.RR_Header{Name: name, Rrtype: typ, Class: dns.ClassINET, Ttl: 120}
-	}
+	name, target := instanceFQDN(instance), instance+"."+mdns.DefaultDomain
 	m := &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Authoritative: true}}
-	m.Answer = []dns.RR{&dns.PTR{Hdr: hdr(fqdnType, dns.TypePTR), Ptr: name}}
+	m.Answer = []dns.RR{&dns.PTR{Hdr: rrHeader(fqdnType, dns.TypePTR, 120), Ptr: name}}
 	m.Extra = []dns.RR{
-		&dns.SRV{Hdr: hdr(name, dns.TypeSRV), Target: target, Port: uint16(port)},
-		&dns.TXT{Hdr: hdr(name, dns.TypeTXT), Txt: strs},
-		&dns.A{Hdr: hdr(target, dns.TypeA), A: net.ParseIP(host)},
+		&dns.SRV{Hdr: rrHeader(name, dns.TypeSRV, 120), Target: target, Port: uint16(port)},
+		&dns.TXT{Hdr: rrHeader(name, dns.TypeTXT, 120), Txt: strs},
+		&dns.A{Hdr: rrHeader(target, dns.TypeA, 120), A: net.ParseIP(host)},
+	}
+	return m
+}
+
+// goodbye is the response that says goodbye (TTL 0) for instance, as its
+// responder does when it shuts down.
+func goodbye(instance string) *dns.Msg {
+	name := instanceFQDN(instance)
+	m := &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Authoritative: true}}
+	m.Answer = []dns.RR{&dns.PTR{Hdr: rrHeader(fqdnType, dns.TypePTR, 0), Ptr: name}}
+	m.Extra = []dns.RR{
+		&dns.SRV{Hdr: rrHeader(name, dns.TypeSRV, 0), Target: instance + "." + mdns.DefaultDomain},
+		&dns.TXT{Hdr: rrHeader(name, dns.TypeTXT, 0), Txt: []string{""}},
+	}
+	return m
+}
+
+const fqdnType = mdns.ServiceType + "." + mdns.DefaultDomain
+
+func instanceFQDN(instance string) string { return instance + "." + fqdnType }
+
+func rrHeader(name string, typ uint16, ttl uint32) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: typ, Class: dns.ClassINET, Ttl: ttl}
+}
+
+// send multicasts m on loopback, inside the private network namespace.
+func send(t *testing.T, m *dns.Msg) {
+	t.Helper()
+	if !netns.Inside() {
+		t.Fatal("refusing to multicast outside the private network namespace")
 	}
 	buf, err := m.Pack()
 	if err != nil {
@@ -84,22 +115,10 @@ func TestSpoofedNodeIDKeepsLiveNode(t *testing.T) {
 	}
 	// A short grace period, so that a node list wrongly emptied shows at
 	// once rather than after the default 10 s.
-	cc, err := grpc.NewClient("mdns:///spoofed", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithResolvers(mdns.NewBuilder(client, resolver.WithGracePeriod(100*time.Millisecond))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	c := pb.NewGreeterClient(cc)
+	hello := greeterCall(t, tctx, client, "spoofed", resolver.WithGracePeriod(100*time.Millisecond))
 	call := func() {
 		t.Helper()
-		cctx, cancel := context.WithTimeout(tctx, 2*time.Second)
-		defer cancel()
-		rsp, err := c.Hello(cctx, &pb.Request{}, grpc.WaitForReady(true))
-		if err != nil {
-			t.Fatalf("call failed: %v", err)
-		}
-		if got := rsp.GetNode(); got != "live" {
+		if got := hello(); got != "live" {
 			t.Fatalf("call reached node %q, want the live one", got)
 		}
 	}
@@ -124,5 +143,146 @@ func TestSpoofedNodeIDKeepsLiveNode(t *testing.T) {
 	until := time.Now().Add(time.Second)
 	for time.Now().Before(until) {
 		call()
+	}
+}
+
+// greeterCall returns a function that calls the greeter service through
+// r, failing the test if the call fails, and returns the node that
+// answered.
+func greeterCall(t *testing.T, ctx context.Context, r *mdns.Registry, service string, opts ...resolver.BuilderOption) func() string {
+	t.Helper()
+	cc, err := grpc.NewClient("mdns:///"+service, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithResolvers(mdns.NewBuilder(r, opts...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	c := pb.NewGreeterClient(cc)
+	return func() string {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		rsp, err := c.Hello(cctx, &pb.Request{}, grpc.WaitForReady(true))
+		if err != nil {
+			t.Fatalf("call failed: %v", err)
+		}
+		return rsp.GetNode()
+	}
+}
+
+// hugeTTL is a liveness TTL of some thirty years, as a spoofer would claim.
+const hugeTTL = 1_000_000_000
+
+// waitAddress waits until the registry reports exactly one node of service,
+// at addr, and returns how long that took; it fails the test after within.
+func waitAddress(t *testing.T, r *mdns.Registry, service, addr string, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var svcs []*resolver.Service
+	var err error
+	for time.Since(start) < within {
+		svcs, err = r.GetService(ctx(t), service)
+		if err == nil && len(svcs) == 1 && len(svcs[0].Nodes) == 1 && svcs[0].Nodes[0].Address == addr {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var got []string
+	for _, s := range svcs {
+		for _, n := range s.Nodes {
+			got = append(got, n.ID+"@"+n.Address)
+		}
+	}
+	t.Fatalf("after %v %q resolves to %v (%v); want one node at %s", within, service, got, err, addr)
+	return 0
+}
+
+// One packet saying goodbye for a live node's instance and announcing an
+// impostor for its node id, with a huge TTL, makes the impostor the node's
+// first claim. The live node's next answer takes the node back, and the
+// impostor's TTL is capped.
+func TestSpoofedGoodbyeDoesNotHijackLiveNode(t *testing.T) {
+	server, client := newRegistry(t), newRegistry(t)
+	tctx := ctx(t)
+	live := svc("hijack", "n1", greeter(t, "live"))
+	if err := server.Register(tctx, live); err != nil {
+		t.Fatal(err)
+	}
+	waitAddress(t, client, "hijack", live.Nodes[0].Address, 5*time.Second)
+	call := greeterCall(t, tctx, client, "hijack")
+	if got := call(); got != "live" {
+		t.Fatalf("call reached node %q, want the live one", got)
+	}
+
+	m := goodbye(mdns.InstanceName("hijack", "n1", 0))
+	rogue := announcement(t, "impostor", svc("hijack", "n1", greeter(t, "fake")), hugeTTL)
+	m.Answer = append(m.Answer, rogue.Answer...)
+	m.Extra = append(m.Extra, rogue.Extra...)
+	sent := time.Now()
+	send(t, m)
+	// The impostor is seen and the live node heard again: it answers every
+	// query (400 ms apart here), so within a few query intervals.
+	within := 3 * 400 * time.Millisecond
+	for client.SightingTTL("impostor") == 0 || client.Sightings("hijack") != 2 {
+		if time.Since(sent) > within {
+			t.Fatalf("%v after the packet the browser sees %d instances of the node, want the live one and the impostor",
+				within, client.Sightings("hijack"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitAddress(t, client, "hijack", live.Nodes[0].Address, within-time.Since(sent))
+	t.Logf("the live node has its id back %v after the packet", time.Since(sent))
+	// Calls follow: the resolver has the live address again, for good.
+	for call() != "live" {
+		if tctx.Err() != nil {
+			t.Fatal("calls do not reach the live node again")
+		}
+	}
+	until := time.Now().Add(time.Second)
+	for time.Now().Before(until) {
+		if got := call(); got != "live" {
+			t.Fatalf("call reached node %q after the live node took its id back", got)
+		}
+	}
+	if got := client.SightingTTL("impostor"); got != mdns.MaxTTL {
+		t.Fatalf("the impostor's TTL is kept as %v, want it capped at %v", got, mdns.MaxTTL)
+	}
+}
+
+// A node announced once by a stranger with a huge TTL (never registered,
+// never answering) is gone once the cap has passed.
+func TestAnnouncedOnceExpiresAtTheCap(t *testing.T) {
+	const maxTTL = 2 * time.Second // at least four query intervals of 400 ms
+	client, err := mdns.NewRegistry(mdns.WithQueryInterval(400*time.Millisecond), mdns.WithLogger(quiet), mdns.WithMaxTTL(maxTTL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	tctx := ctx(t)
+	if _, err := client.ListServices(tctx); err != nil { // starts browsing
+		t.Fatal(err)
+	}
+	rogue := svc("once", "r1", greeter(t, "rogue"))
+	spoof(t, "rogue-once", rogue, hugeTTL)
+	waitAddress(t, client, "once", rogue.Nodes[0].Address, 2*time.Second)
+	seen := time.Now()
+	if got := client.SightingTTL("rogue-once"); got != maxTTL {
+		t.Errorf("the rogue's TTL is kept as %v, want it capped at %v", got, maxTTL)
+	}
+	for {
+		_, err := client.GetService(tctx, "once")
+		if errors.Is(err, resolver.ErrNotFound) {
+			break
+		}
+		if tctx.Err() != nil {
+			t.Fatalf("rogue node still resolved %v after it was seen (cap %v): %v", time.Since(seen), maxTTL, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Expiry runs every quarter query interval.
+	if d := time.Since(seen); d < maxTTL-100*time.Millisecond || d > maxTTL+time.Second {
+		t.Fatalf("rogue node gone %v after it was seen, want about %v", d, maxTTL)
+	} else {
+		t.Logf("rogue node gone %v after it was seen (cap %v)", d, maxTTL)
 	}
 }
