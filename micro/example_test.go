@@ -6,10 +6,8 @@ import (
 	"log/slog"
 	"time"
 
-	memorybroker "github.com/microgrpc/microgrpc/broker/memory"
 	"github.com/microgrpc/microgrpc/internal/greetertest"
 	"github.com/microgrpc/microgrpc/micro"
-	"github.com/microgrpc/microgrpc/micro/pubsub"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
@@ -52,43 +50,5 @@ func ExampleNewService() {
 	fmt.Println("stopped:", <-done)
 	// Output:
 	// Hello John
-	// stopped: <nil>
-}
-
-// Typed pub/sub: a subscriber service and a publisher, over an in-process
-// broker and registry.
-func ExampleRegisterSubscriber() {
-	reg, b := memory.NewRegistry(), memorybroker.NewBroker()
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	started := make(chan struct{})
-	got := make(chan string, 1)
-
-	sub := micro.NewService(micro.WithName("audit"), micro.WithAddress("127.0.0.1:0"), micro.WithRegistry(reg),
-		micro.WithBroker(b), micro.WithContext(ctx), micro.WithLogger(slog.New(slog.DiscardHandler)),
-		micro.WithAfterStart(func(context.Context) error { close(started); return nil }))
-	err := pubsub.RegisterSubscriber("events", sub, func(ctx context.Context, ev *pb.Event) error {
-		got <- ev.GetMessage()
-		return nil
-	})
-	if err != nil {
-		fmt.Println(err)
-	}
-	done := make(chan error)
-	go func() { done <- sub.Run() }()
-	<-started
-
-	pub := micro.NewService(micro.WithName("shop"), micro.WithRegistry(reg), micro.WithBroker(b))
-	defer pub.Close()
-	pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := pubsub.NewPublisher("events", pub).Publish(pctx, &pb.Event{Id: "1", Message: "order placed"}); err != nil {
-		fmt.Println(err)
-	}
-	fmt.Println(<-got)
-	stop()
-	fmt.Println("stopped:", <-done)
-	// Output:
-	// order placed
 	// stopped: <nil>
 }
