@@ -37,6 +37,7 @@ type Follower struct {
 
 	mu       sync.Mutex
 	nodes    map[string]nodeEntry // by node id
+	sorted   []Node               // Nodes' answer until the nodes change; nil: to be made
 	err      error                // the current failure; nil while the watch is healthy
 	firstErr error                // the first listing's failure, for Ready
 	listings int                  // successful listings so far
@@ -118,15 +119,20 @@ func (f *Follower) Err() error {
 	return f.err
 }
 
-// Nodes returns the service's current nodes, sorted by id.
+// Nodes returns the service's current nodes, sorted by id. The slice is
+// shared by every caller until the nodes change: read it, never modify it
+// (a caller that does must copy it first).
 func (f *Follower) Nodes() []Node {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]Node, 0, len(f.nodes))
-	for _, id := range slices.Sorted(maps.Keys(f.nodes)) {
-		out = append(out, f.nodes[id].node)
+	if f.sorted == nil {
+		out := make([]Node, 0, len(f.nodes))
+		for _, id := range slices.Sorted(maps.Keys(f.nodes)) {
+			out = append(out, f.nodes[id].node)
+		}
+		f.sorted = out
 	}
-	return out
+	return f.sorted
 }
 
 // RetryNow cuts short the wait before the next attempt while the registry
@@ -225,6 +231,7 @@ func (f *Follower) watchOnce(ctx context.Context, healthy func()) error {
 
 	f.mu.Lock()
 	clear(f.nodes)
+	f.sorted = nil
 	for _, s := range svcs {
 		f.applyLocked(&Event{Action: Create, Service: s})
 	}
@@ -292,6 +299,7 @@ const listTimeout = 15 * time.Second // registries bound their own reads sooner
 
 // applyLocked applies one event. Caller must hold f.mu.
 func (f *Follower) applyLocked(ev *Event) {
+	f.sorted = nil
 	for _, n := range ev.Service.Nodes {
 		if ev.Action == Delete {
 			delete(f.nodes, n.ID)

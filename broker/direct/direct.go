@@ -103,7 +103,7 @@ func NewBroker(opts ...Option) broker.Broker {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	b := &directBroker{opts: o, id: hex.EncodeToString(id[:]), subs: map[string]*subscription{},
-		topics: map[string]*topicCache{}, peers: map[string]*peer{}, streams: map[*inStream]struct{}{}}
+		topics: map[string]*topicCache{}, peers: map[string]*peer{}, streams: map[*inStream]struct{}{}, outs: map[*outStream]struct{}{}}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if o.server != nil {
 		delivery.RegisterDelivererServer(o.server, &deliverer{b: b})
@@ -115,7 +115,8 @@ type directBroker struct {
 	opts options
 	id   string
 
-	// Lock order: b.mu before a subscription's, a stream's or a peer's mu.
+	// Lock order: a peer's mu before b.mu (peer.stream); b.mu before a
+	// subscription's, a stream's or an outStream's mu.
 	mu        sync.Mutex
 	connected bool
 	closed    bool
@@ -123,9 +124,10 @@ type directBroker struct {
 	address   string       // our own server's advertised address
 	subs      map[string]*subscription
 	topics    map[string]*topicCache
-	peers     map[string]*peer       // subscriber nodes we deliver to, by address
-	streams   map[*inStream]struct{} // publishers' streams to us
-	streamWG  sync.WaitGroup         // one per entry of streams
+	peers     map[string]*peer        // subscriber nodes we deliver to, by address
+	streams   map[*inStream]struct{}  // publishers' streams to us
+	outs      map[*outStream]struct{} // our streams to subscriber nodes, for the expirer
+	streamWG  sync.WaitGroup          // one per entry of streams
 	nextSub   int
 	warned    bool // the "unauthenticated" warning was logged
 
@@ -289,12 +291,28 @@ func (b *directBroker) heartbeat() {
 	defer t.Stop()
 	evict := time.NewTicker(max(b.opts.idleTimeout/2, time.Millisecond))
 	defer evict.Stop()
+	// Deliveries that get no answer within the request timeout fail a
+	// tenth of it late at most: one ticker for them all instead of a timer
+	// per delivery.
+	expire := time.NewTicker(max(b.opts.requestTimeout/10, time.Millisecond))
+	defer expire.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
 		case now := <-evict.C:
 			b.evictIdle(now)
+			continue
+		case now := <-expire.C:
+			b.mu.Lock()
+			outs := make([]*outStream, 0, len(b.outs))
+			for out := range b.outs {
+				outs = append(outs, out)
+			}
+			b.mu.Unlock()
+			for _, out := range outs {
+				out.expire(now.UnixNano(), b.opts.requestTimeout)
+			}
 			continue
 		case <-t.C:
 		}

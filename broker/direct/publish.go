@@ -40,7 +40,7 @@ func (b *directBroker) Publish(ctx context.Context, topic string, m *broker.Mess
 		return err
 	}
 	var targets []*target
-	groups := map[string]*target{}
+	var groups map[string]*target // made for the first queue group
 	for _, n := range tc.snapshot() {
 		q := n.Metadata["queue"]
 		if q == "" {
@@ -49,6 +49,9 @@ func (b *directBroker) Publish(ctx context.Context, topic string, m *broker.Mess
 		}
 		t := groups[q]
 		if t == nil {
+			if groups == nil {
+				groups = map[string]*target{}
+			}
 			t = &target{group: q}
 			groups[q] = t
 			targets = append(targets, t)
@@ -62,7 +65,7 @@ func (b *directBroker) Publish(ctx context.Context, topic string, m *broker.Mess
 		if len(t.members) > 1 {
 			t.order = rand.Perm(len(t.members))
 		}
-		b.try(ctx, t, d)
+		b.try(ctx, t, &d)
 	}
 	var errs []error
 	for _, t := range targets {
@@ -82,7 +85,7 @@ func (b *directBroker) Publish(ctx context.Context, topic string, m *broker.Mess
 				errs = append(errs, fmt.Errorf("%w: topic %q, queue group %q: no member took it (%v)", broker.ErrNotDelivered, topic, t.group, errors.Join(t.tried...)))
 				break
 			}
-			b.try(ctx, t, d)
+			b.try(ctx, t, &d)
 		}
 	}
 	return errors.Join(errs...)
@@ -123,7 +126,7 @@ func (t *target) result() error {
 //
 // Each attempt has its own timeout, so a member that does not answer
 // (frozen, cut off) leaves time to try the next one.
-func (b *directBroker) try(ctx context.Context, t *target, d outgoing) {
+func (b *directBroker) try(ctx context.Context, t *target, d *outgoing) {
 	n := t.member()
 	b.mu.Lock()
 	local := b.subs[n.ID]
@@ -133,19 +136,48 @@ func (b *directBroker) try(ctx context.Context, t *target, d outgoing) {
 		if dl, ok := ctx.Deadline(); ok {
 			timeout = min(timeout, time.Until(dl))
 		}
-		t.p = b.peer(n.Address).send(ctx, &delivery.Delivery{Subscription: n.ID, Topic: d.topic, Header: d.msg.Header,
+		if d.header == nil {
+			d.header = headerPairs(d.msg.Header)
+		}
+		t.p = b.peer(n.Address).send(ctx, &delivery.Delivery{Subscription: n.ID, Topic: d.topic, Header: d.header,
 			Body: d.msg.Body, TimeoutMs: uint32(max(timeout/time.Millisecond, 1))}, b.opts.requestTimeout)
 		return
 	}
 	// The handler runs here and sees the attempt's deadline in its ctx.
 	ctx, t.cancel = context.WithTimeout(ctx, b.opts.requestTimeout)
 	pd := newPending(ctx)
-	local.take(ctx, d.topic, d.msg.Clone(), func(r result) { pd.done <- r.error() })
+	local.take(ctx, t.cancel, d.topic, d.msg.Clone(), func(r result) { pd.done <- r.error() })
 	t.p = pd
 }
 
 // outgoing is what one Publish delivers.
 type outgoing struct {
-	topic string
-	msg   *broker.Message
+	topic  string
+	msg    *broker.Message
+	header []string // msg.Header as the wire has it, made once per Publish
+}
+
+// headerPairs is h as key, value, key, value, ...
+func headerPairs(h map[string]string) []string {
+	out := make([]string, 0, 2*len(h))
+	for k, v := range h {
+		out = append(out, k, v)
+	}
+	return out
+}
+
+// headerMap is the inverse of headerPairs; a lone last key gets "".
+func headerMap(pairs []string) map[string]string {
+	if len(pairs) == 0 {
+		return nil
+	}
+	h := make(map[string]string, (len(pairs)+1)/2)
+	for i := 0; i < len(pairs); i += 2 {
+		v := ""
+		if i+1 < len(pairs) {
+			v = pairs[i+1]
+		}
+		h[pairs[i]] = v
+	}
+	return h
 }

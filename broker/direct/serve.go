@@ -208,19 +208,21 @@ func (st *inStream) deliver(d *delivery.Delivery) {
 		st.answer(id, result{code: codes.PermissionDenied, msg: "publisher may not publish to " + s.topic})
 		return
 	}
-	ctx := st.ctx
-	reply := func(r result) { st.answer(id, r) }
-	timeout := time.Duration(d.GetTimeoutMs()) * time.Millisecond
-	if timeout <= 0 || timeout > b.opts.requestTimeout {
-		timeout = b.opts.requestTimeout
-	}
+	// The handler's context: the stream's (it carries the publisher's
+	// identity and ends with the stream), with the publisher's deadline
+	// when that is shorter than the broker's own request timeout.
+	var ctx context.Context
 	var cancel context.CancelFunc
-	ctx, cancel = context.WithTimeout(ctx, timeout)
-	reply = func(r result) {
+	if timeout := time.Duration(d.GetTimeoutMs()) * time.Millisecond; timeout > 0 && timeout < b.opts.requestTimeout {
+		ctx, cancel = context.WithTimeout(st.ctx, timeout)
+	} else {
+		ctx, cancel = context.WithCancel(st.ctx)
+	}
+	reply := func(r result) {
 		cancel()
 		st.answer(id, r)
 	}
-	s.take(ctx, d.GetTopic(), &broker.Message{Header: d.GetHeader(), Body: d.GetBody()}, reply)
+	s.take(ctx, cancel, d.GetTopic(), &broker.Message{Header: headerMap(d.GetHeader()), Body: d.GetBody()}, reply)
 }
 
 // answer queues a delivery's result to be sent.

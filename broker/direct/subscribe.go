@@ -37,10 +37,11 @@ type subscription struct {
 
 // job is one delivery for a worker.
 type job struct {
-	ctx   context.Context
-	msg   *broker.Message
-	size  int
-	reply func(result)
+	ctx    context.Context
+	cancel context.CancelFunc // ends ctx: the drain's deadline passed
+	msg    *broker.Message
+	size   int
+	reply  func(result)
 }
 
 // result is what became of a delivery, as the wire carries it.
@@ -105,7 +106,9 @@ func (s *subscription) Unsubscribe(ctx context.Context) error {
 }
 
 // take checks and queues one delivery; reply gets its result once.
-func (s *subscription) take(ctx context.Context, topic string, m *broker.Message, reply func(result)) {
+// cancel ends ctx, for a handler still running when the drain's deadline
+// passes.
+func (s *subscription) take(ctx context.Context, cancel context.CancelFunc, topic string, m *broker.Message, reply func(result)) {
 	if topic != s.topic {
 		reply(result{code: codes.InvalidArgument, msg: fmt.Sprintf("message for topic %q sent to a subscription of %q", topic, s.topic)})
 		return
@@ -127,7 +130,7 @@ func (s *subscription) take(ctx context.Context, topic string, m *broker.Message
 		reply(result{code: codes.ResourceExhausted, msg: fmt.Sprintf("%s: %d deliveries (%d bytes) of %q wait for a handler", errBusy, n, q, s.topic)})
 		return
 	}
-	s.queue = append(s.queue, job{ctx: ctx, msg: m, size: size, reply: reply})
+	s.queue = append(s.queue, job{ctx: ctx, cancel: cancel, msg: m, size: size, reply: reply})
 	s.queued += size
 	// A worker between two jobs takes the next one; start one more only
 	// for the jobs those are not already coming for.
@@ -160,14 +163,12 @@ func (s *subscription) work() {
 		}
 		s.queued -= j.size
 		s.running++
-		ctx, cancel := context.WithCancel(j.ctx)
 		if s.cancels == nil {
 			s.cancels = map[*job]context.CancelFunc{}
 		}
-		s.cancels[&j] = cancel
+		s.cancels[&j] = j.cancel
 		s.mu.Unlock()
-		r := s.run(ctx, j)
-		cancel()
+		r := s.run(j.ctx, j)
 		s.mu.Lock()
 		delete(s.cancels, &j)
 		s.running--

@@ -80,9 +80,11 @@ type Delivery struct {
 	// The topic the message was published to; it must be the
 	// subscription's.
 	Topic string `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
-	// Message headers, keys lower case.
-	Header map[string]string `protobuf:"bytes,4,rep,name=header,proto3" json:"header,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Body   []byte            `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
+	// Message headers, keys lower case, as key, value, key, value, ...:
+	// cheaper to encode and decode than a map, and each Delivery carries
+	// them.
+	Header []string `protobuf:"bytes,4,rep,name=header,proto3" json:"header,omitempty"`
+	Body   []byte   `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
 	// How long the publisher waits for the result, in milliseconds: the
 	// handler's context has this deadline. 0: the node's own default.
 	TimeoutMs     uint32 `protobuf:"varint,6,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
@@ -141,7 +143,7 @@ func (x *Delivery) GetTopic() string {
 	return ""
 }
 
-func (x *Delivery) GetHeader() map[string]string {
+func (x *Delivery) GetHeader() []string {
 	if x != nil {
 		return x.Header
 	}
@@ -295,18 +297,15 @@ const file_delivery_delivery_proto_rawDesc = "" +
 	"Deliveries\x12=\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1d.microgrpc.broker.v1.DeliveryR\n" +
-	"deliveries\"\x85\x02\n" +
+	"deliveries\"\x9f\x01\n" +
 	"\bDelivery\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\"\n" +
 	"\fsubscription\x18\x02 \x01(\tR\fsubscription\x12\x14\n" +
-	"\x05topic\x18\x03 \x01(\tR\x05topic\x12A\n" +
-	"\x06header\x18\x04 \x03(\v2).microgrpc.broker.v1.Delivery.HeaderEntryR\x06header\x12\x12\n" +
+	"\x05topic\x18\x03 \x01(\tR\x05topic\x12\x16\n" +
+	"\x06header\x18\x04 \x03(\tR\x06header\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x06 \x01(\rR\ttimeoutMs\x1a9\n" +
-	"\vHeaderEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Y\n" +
+	"timeout_ms\x18\x06 \x01(\rR\ttimeoutMs\"Y\n" +
 	"\aResults\x125\n" +
 	"\aresults\x18\x01 \x03(\v2\x1b.microgrpc.broker.v1.ResultR\aresults\x12\x17\n" +
 	"\ago_away\x18\x02 \x01(\bR\x06goAway\"F\n" +
@@ -329,25 +328,23 @@ func file_delivery_delivery_proto_rawDescGZIP() []byte {
 	return file_delivery_delivery_proto_rawDescData
 }
 
-var file_delivery_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_delivery_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_delivery_delivery_proto_goTypes = []any{
 	(*Deliveries)(nil), // 0: microgrpc.broker.v1.Deliveries
 	(*Delivery)(nil),   // 1: microgrpc.broker.v1.Delivery
 	(*Results)(nil),    // 2: microgrpc.broker.v1.Results
 	(*Result)(nil),     // 3: microgrpc.broker.v1.Result
-	nil,                // 4: microgrpc.broker.v1.Delivery.HeaderEntry
 }
 var file_delivery_delivery_proto_depIdxs = []int32{
 	1, // 0: microgrpc.broker.v1.Deliveries.deliveries:type_name -> microgrpc.broker.v1.Delivery
-	4, // 1: microgrpc.broker.v1.Delivery.header:type_name -> microgrpc.broker.v1.Delivery.HeaderEntry
-	3, // 2: microgrpc.broker.v1.Results.results:type_name -> microgrpc.broker.v1.Result
-	0, // 3: microgrpc.broker.v1.Deliverer.Deliver:input_type -> microgrpc.broker.v1.Deliveries
-	2, // 4: microgrpc.broker.v1.Deliverer.Deliver:output_type -> microgrpc.broker.v1.Results
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3, // 1: microgrpc.broker.v1.Results.results:type_name -> microgrpc.broker.v1.Result
+	0, // 2: microgrpc.broker.v1.Deliverer.Deliver:input_type -> microgrpc.broker.v1.Deliveries
+	2, // 3: microgrpc.broker.v1.Deliverer.Deliver:output_type -> microgrpc.broker.v1.Results
+	3, // [3:4] is the sub-list for method output_type
+	2, // [2:3] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_delivery_delivery_proto_init() }
@@ -361,7 +358,7 @@ func file_delivery_delivery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_delivery_delivery_proto_rawDesc), len(file_delivery_delivery_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
