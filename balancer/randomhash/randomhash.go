@@ -4,7 +4,9 @@
 // a key ([WithHashKey]); a retry avoids the nodes that already failed the
 // call; a node that keeps failing with UNAVAILABLE, or keeps missing
 // deadlines while other nodes answer (a frozen process), is ejected for a
-// growing cool-down; and calls can be restricted to nodes of a version or with a
+// growing cool-down; a node that answers that it lacks the called service
+// (a record pointing at some other gRPC server) is ejected, and the call
+// sent to another node; and calls can be restricted to nodes of a version or with a
 // metadata label ([FilterVersion], [FilterMetadata]), or to one node
 // ([FilterNode]).
 //
