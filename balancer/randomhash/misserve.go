@@ -24,10 +24,13 @@ import (
 // tried, a few times at most. A stream is not sent again (its messages
 // are not kept), but its node is ejected all the same.
 //
-// A node that answered other calls of the channel in the last answerWindow
-// is not ejected, only avoided by the call: it serves the channel's other
-// services, and lacks this one (a service added to some nodes during a
-// rolling deploy).
+// A node that serves the channel's other services but lacks this one (a
+// service added during a rolling deploy) is ejected too: the call's answer
+// cannot tell it from a stranger (grpc-go reports some attempts to the
+// balancer without their error, so "it answered other calls" is no sure
+// sign). Its cool-down ends, and while every node is ejected picks use
+// ejected nodes, so the cost is load moved to the nodes that have the
+// service, not calls lost.
 
 // misservedRetries bounds the attempts a unary call makes after nodes that
 // lack its service.
@@ -79,14 +82,9 @@ func (cs *callState) misserved(err error, method string) bool {
 	return again == 0
 }
 
-// misserves ejects the node for the longest cool-down, unless it answered
-// other calls lately.
+// misserves ejects the node for the longest cool-down.
 func (o *outlier) misserves() {
-	now := timeNow()
-	if o.lastAnswer.Load() >= now.Add(-answerWindow).UnixNano() {
-		return
-	}
-	o.eject(roundUntil(now.Add(o.b.cfg.Load().max).UnixNano()))
+	o.eject(roundUntil(timeNow().Add(o.b.cfg.Load().max).UnixNano()))
 }
 
 // invokeAvoidingMisserved is the unary interceptor's call: it sends the

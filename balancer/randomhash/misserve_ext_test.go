@@ -68,17 +68,15 @@ func TestNodeWithoutTheServiceGetsNoCalls(t *testing.T) {
 		f.add(id, "", nil)
 	}
 	other := f.addOther("other")
-	cc := f.conn()
-	cc.Connect()
-	c := pb.NewGreeterClient(cc)
-	eventually(t, "connections to every server", func() bool {
-		for _, b := range f.backends {
-			if b.stats.conns.Load() == 0 {
-				return false
-			}
+	c := f.client()
+	// The greeters take calls (their service health answered), and the
+	// other server is connected.
+	for id := range f.backends {
+		if _, err := c.Hello(ctx(t), &pb.Request{}, grpc.WaitForReady(true), randomhash.FilterNode(id)); err != nil {
+			t.Fatal(err)
 		}
-		return other.conns.Load() > 0
-	})
+	}
+	eventually(t, "a connection to the other server", func() bool { return other.conns.Load() > 0 })
 
 	errs := load(t, c, 8, 100)
 	reachedOther := other.calls.Load()
@@ -102,12 +100,16 @@ func TestNodeWithoutTheServiceGetsNoCalls(t *testing.T) {
 // attempt), but the node is ejected: the calls that follow go elsewhere.
 func TestStreamToNodeWithoutTheServiceEjectsIt(t *testing.T) {
 	f := newFleet(t)
-	g1 := f.add("g1", "", nil)
+	f.add("g1", "", nil)
 	other := f.addOther("other")
 	cc := f.conn()
 	cc.Connect()
 	c := pb.NewGreeterClient(cc)
-	eventually(t, "connections to both servers", func() bool { return g1.stats.conns.Load() > 0 && other.conns.Load() > 0 })
+	// g1 takes calls (its service health answered), and other is connected.
+	if _, err := c.Hello(ctx(t), &pb.Request{}, grpc.WaitForReady(true), randomhash.FilterNode("g1")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a connection to the other server", func() bool { return other.conns.Load() > 0 })
 	stream, err := c.HelloStream(ctx(t), &pb.Request{Name: "x", Count: 1}, grpc.WaitForReady(true),
 		randomhash.FilterNode("other"))
 	if err == nil {
