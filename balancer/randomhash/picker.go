@@ -339,6 +339,9 @@ func (p *picker) pickFrom(c *child, cs *callState, info balancer.PickInfo) (bala
 	}
 	if cs != nil {
 		cs.addTried(c.id, c.outlier)
+		if cs.hasKey && p.outside != nil && !c.outlier.keyed.Load() {
+			c.outlier.keyed.Store(true) // the key's node stays in the subset
+		}
 	}
 	if res.Done == nil {
 		res.Done = c.done
