@@ -183,6 +183,26 @@ func TestSubsetRefillsWhenMembersLeave(t *testing.T) {
 	}
 }
 
+// fleetOf starts a fleet of n v1 nodes.
+func fleetOf(t *testing.T, n int) *fleet {
+	f := newFleet(t)
+	for _, id := range ids(n) {
+		f.add(id, "v1", nil)
+	}
+	return f
+}
+
+// reachedSubset makes 100 calls and returns the nodes they reached, which
+// must be size.
+func reachedSubset(t *testing.T, c pb.GreeterClient, size int) map[string]bool {
+	t.Helper()
+	seen := reached(t, c, 100)
+	if len(seen) != size {
+		t.Fatalf("100 calls reached %d nodes, want %d: %v", len(seen), size, seen)
+	}
+	return seen
+}
+
 // connected counts the backends that hold a connection, as they see it.
 func (f *fleet) connected() int {
 	n := 0
@@ -198,10 +218,7 @@ func (f *fleet) connected() int {
 // the key again once its failure expires, as it does from a fresh client:
 // every client sends a key to the same node.
 func TestSubsetHashKeyNodeBackAfterABlip(t *testing.T) {
-	f := newFleet(t)
-	for _, id := range ids(40) {
-		f.add(id, "v1", nil)
-	}
+	f := fleetOf(t, 40)
 	const key = "user-7"
 	hello := func(c pb.GreeterClient) string {
 		t.Helper()
@@ -259,14 +276,9 @@ func TestSubsetCanaryBackAfterABlip(t *testing.T) {
 // the subset only up to a cap, and once the nodes serve again it shrinks
 // back to its size: the clients do not stay connected to the whole fleet.
 func TestSubsetShrinksBackAfterFleetWideNotServing(t *testing.T) {
-	f := newFleet(t)
-	for _, id := range ids(40) {
-		f.add(id, "v1", nil)
-	}
+	f := fleetOf(t, 40)
 	c := f.client(randomhash.WithSubsetSize(4))
-	if seen := reached(t, c, 100); len(seen) != 4 {
-		t.Fatalf("100 calls reached %d nodes, want 4", len(seen))
-	}
+	reachedSubset(t, c, 4)
 	for _, b := range f.backends {
 		b.health.SetServingStatus("greeter", healthpb.HealthCheckResponse_NOT_SERVING)
 	}
@@ -282,9 +294,7 @@ func TestSubsetShrinksBackAfterFleetWideNotServing(t *testing.T) {
 		b.health.SetServingStatus("greeter", healthpb.HealthCheckResponse_SERVING)
 	}
 	eventually(t, "the subset back to 4 connected nodes", func() bool { return f.connected() == 4 })
-	if seen := reached(t, c, 100); len(seen) != 4 {
-		t.Fatalf("100 calls reached %d nodes, want 4", len(seen))
-	}
+	reachedSubset(t, c, 4)
 	if most > 8 {
 		t.Fatalf("while no node served, %d nodes were connected, want at most 8 (twice the size)", most)
 	}
@@ -293,15 +303,9 @@ func TestSubsetShrinksBackAfterFleetWideNotServing(t *testing.T) {
 // An ejected member is replaced at once, and dropped once the replacement
 // serves: the client stays at the subset's size.
 func TestSubsetReplacesAnEjectedMember(t *testing.T) {
-	f := newFleet(t)
-	for _, id := range ids(40) {
-		f.add(id, "v1", nil)
-	}
+	f := fleetOf(t, 40)
 	c := f.client(randomhash.WithSubsetSize(4))
-	seen := reached(t, c, 100)
-	if len(seen) != 4 {
-		t.Fatalf("100 calls reached %d nodes, want 4", len(seen))
-	}
+	seen := reachedSubset(t, c, 4)
 	var bad *backend
 	for id := range seen {
 		bad = f.backends[id]
@@ -326,10 +330,7 @@ func TestSubsetReplacesAnEjectedMember(t *testing.T) {
 // NOT_SERVING each key still goes to the node a fresh client sends it to,
 // and the client holds no more than the size, or the key nodes.
 func TestSubsetTrimKeepsHashKeyNodes(t *testing.T) {
-	f := newFleet(t)
-	for _, id := range ids(40) {
-		f.add(id, "v1", nil)
-	}
+	f := fleetOf(t, 40)
 	keys := []string{"a", "b", "c"}
 	hello := func(c pb.GreeterClient, key string) string {
 		t.Helper()
