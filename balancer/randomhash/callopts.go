@@ -20,6 +20,7 @@ type callState struct {
 
 	mu    sync.Mutex
 	tried []string // node ids picked by earlier attempts
+	last  *outlier // of the node picked last (misserve.go)
 	// first backs tried for the usual call of one attempt, so that
 	// recording it allocates nothing.
 	first [1]string
@@ -32,9 +33,10 @@ func callStateFrom(ctx context.Context) *callState {
 	return cs
 }
 
-func (cs *callState) addTried(id string) {
+func (cs *callState) addTried(id string, o *outlier) {
 	cs.mu.Lock()
 	cs.tried = append(cs.tried, id)
+	cs.last = o
 	cs.mu.Unlock()
 }
 
@@ -103,7 +105,7 @@ func FilterMetadata(key, value string) CallOption {
 
 // withCallState puts a fresh call state, filled from the call options, in
 // ctx.
-func withCallState(ctx context.Context, opts []grpc.CallOption) context.Context {
+func withCallState(ctx context.Context, opts []grpc.CallOption) (context.Context, *callState) {
 	cs := &callState{}
 	cs.tried = cs.first[:0]
 	for _, o := range opts {
@@ -111,22 +113,32 @@ func withCallState(ctx context.Context, opts []grpc.CallOption) context.Context 
 			co.apply(cs)
 		}
 	}
-	return context.WithValue(ctx, callStateKey{}, cs)
+	return context.WithValue(ctx, callStateKey{}, cs), cs
 }
 
 // UnaryClientInterceptor gives each call the state the picker uses to
 // avoid nodes that already failed it and to apply this policy's call
-// options.
+// options. A node that answers that it lacks the call's service (a record
+// pointing at another gRPC server) is ejected, and the call sent to
+// another node (misserve.go).
 func UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		return invoker(withCallState(ctx, opts), method, req, reply, cc, opts...)
+		ctx, cs := withCallState(ctx, opts)
+		return invokeAvoidingMisserved(ctx, cs, method, req, reply, cc, invoker, opts)
 	}
 }
 
-// StreamClientInterceptor is UnaryClientInterceptor for streams.
+// StreamClientInterceptor is UnaryClientInterceptor for streams; a stream
+// to a node that lacks its service fails, but ejects the node.
 func StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		return streamer(withCallState(ctx, opts), desc, cc, method, opts...)
+		ctx, cs := withCallState(ctx, opts)
+		s, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			cs.misserved(err, method)
+			return nil, err
+		}
+		return &misserveStream{ClientStream: s, cs: cs, method: method}, nil
 	}
 }
 

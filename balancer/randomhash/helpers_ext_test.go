@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/stats"
 
 	"github.com/microgrpc/microgrpc/balancer/randomhash"
 	"github.com/microgrpc/microgrpc/internal/greetertest"
@@ -31,6 +34,9 @@ type backend struct {
 	srv    *grpc.Server
 	health *health.Server
 	addr   string
+	// stats counts the server's connections and calls, as the server sees
+	// them.
+	stats serverStats
 
 	mu   sync.Mutex
 	hits int
@@ -61,8 +67,23 @@ func (f *fleet) add(id, version string, md map[string]string) *backend {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	b := &backend{id: id, srv: grpc.NewServer(), health: health.NewServer(), addr: lis.Addr().String()}
-	pb.RegisterGreeterServer(b.srv, &greetertest.Server{Node: id, Hook: func(ctx context.Context, _ *pb.Request) error {
+	b := &backend{id: id, health: health.NewServer(), addr: lis.Addr().String()}
+	b.health.SetServingStatus("greeter", healthpb.HealthCheckResponse_SERVING) // as micro does
+	b.serve(lis)
+	f.t.Cleanup(func() { b.srv.Stop() })
+	f.backends[id] = b
+	err = f.reg.Register(ctx(f.t), &resolver.Service{Name: "greeter", Version: version,
+		Nodes: []resolver.Node{{ID: id, Address: b.addr, Metadata: md, HealthService: "greeter"}}})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return b
+}
+
+// serve starts b's gRPC server on lis.
+func (b *backend) serve(lis net.Listener) {
+	b.srv = grpc.NewServer(grpc.StatsHandler(&b.stats))
+	pb.RegisterGreeterServer(b.srv, &greetertest.Server{Node: b.id, Hook: func(ctx context.Context, _ *pb.Request) error {
 		b.mu.Lock()
 		b.hits++
 		fail := b.fail
@@ -73,21 +94,56 @@ func (f *fleet) add(id, version string, md map[string]string) *backend {
 		return nil
 	}})
 	healthpb.RegisterHealthServer(b.srv, b.health)
-	b.health.SetServingStatus("greeter", healthpb.HealthCheckResponse_SERVING) // as micro does
 	go b.srv.Serve(lis)
-	f.t.Cleanup(b.srv.Stop)
-	f.backends[id] = b
-	err = f.reg.Register(ctx(f.t), &resolver.Service{Name: "greeter", Version: version,
-		Nodes: []resolver.Node{{ID: id, Address: b.addr, Metadata: md, HealthService: "greeter"}}})
+}
+
+// restart stops b's server (its clients see their connections close) and
+// starts a new one on the same address.
+func (b *backend) restart(t *testing.T) {
+	t.Helper()
+	b.srv.Stop()
+	lis, err := net.Listen("tcp", b.addr)
 	if err != nil {
-		f.t.Fatal(err)
+		t.Fatalf("listen again on %s: %v", b.addr, err)
 	}
-	return b
+	b.serve(lis)
+}
+
+// serverStats is a server's stats handler that counts its open
+// connections and the greeter calls it received (all of them: also those
+// for which it has no handler).
+type serverStats struct {
+	conns, calls atomic.Int32
+}
+
+func (s *serverStats) TagRPC(c context.Context, _ *stats.RPCTagInfo) context.Context { return c }
+
+func (s *serverStats) HandleRPC(_ context.Context, st stats.RPCStats) {
+	if h, ok := st.(*stats.InHeader); ok && strings.HasPrefix(h.FullMethod, "/"+pb.Greeter_ServiceDesc.ServiceName+"/") {
+		s.calls.Add(1)
+	}
+}
+
+func (s *serverStats) TagConn(c context.Context, _ *stats.ConnTagInfo) context.Context { return c }
+
+func (s *serverStats) HandleConn(_ context.Context, st stats.ConnStats) {
+	switch st.(type) {
+	case *stats.ConnBegin:
+		s.conns.Add(1)
+	case *stats.ConnEnd:
+		s.conns.Add(-1)
+	}
 }
 
 // client dials the fleet as a plain grpc-go client with the exported
 // dial options.
 func (f *fleet) client(opts ...randomhash.ConfigOption) pb.GreeterClient {
+	f.t.Helper()
+	return pb.NewGreeterClient(f.conn(opts...))
+}
+
+// conn is client's ClientConn.
+func (f *fleet) conn(opts ...randomhash.ConfigOption) *grpc.ClientConn {
 	f.t.Helper()
 	dopts := append(randomhash.DialOptions(opts...),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -97,7 +153,7 @@ func (f *fleet) client(opts ...randomhash.ConfigOption) pb.GreeterClient {
 		f.t.Fatal(err)
 	}
 	f.t.Cleanup(func() { cc.Close() })
-	return pb.NewGreeterClient(cc)
+	return cc
 }
 
 // waitAll calls until every backend in ids has answered, so that all are

@@ -127,6 +127,12 @@ func record(o *outlier, cfg *lbConfig, di balancer.DoneInfo) {
 			o.failure(cfg, true)
 		}
 	case codes.Canceled:
+	case codes.Unimplemented:
+		// A node without the service (misserve.go) has not answered;
+		// any other Unimplemented is an answer.
+		if !strings.HasPrefix(status.Convert(di.Err).Message(), unknownServicePrefix) {
+			o.success()
+		}
 	default:
 		// The node answered (with an application error): it is alive.
 		o.success()
@@ -332,7 +338,10 @@ func (p *picker) pickFrom(c *child, cs *callState, info balancer.PickInfo) (bala
 		return res, err
 	}
 	if cs != nil {
-		cs.addTried(c.id)
+		cs.addTried(c.id, c.outlier)
+		if cs.hasKey && p.outside != nil && !c.outlier.keyed.Load() {
+			c.outlier.keyed.Store(true) // the key's node stays in the subset
+		}
 	}
 	if res.Done == nil {
 		res.Done = c.done

@@ -105,6 +105,7 @@ func (b *rhBalancer) probe(id string, o *outlier) {
 		if probeNode(b.ctx, rc.sc, rc.service) == nil {
 			o.consecutive.Store(0)
 			o.suspended.Store(false)
+			b.askAdjust() // subsetting: the node can take calls again
 			return
 		}
 	}

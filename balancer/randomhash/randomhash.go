@@ -4,7 +4,9 @@
 // a key ([WithHashKey]); a retry avoids the nodes that already failed the
 // call; a node that keeps failing with UNAVAILABLE, or keeps missing
 // deadlines while other nodes answer (a frozen process), is ejected for a
-// growing cool-down; and calls can be restricted to nodes of a version or with a
+// growing cool-down; a node that answers that it lacks the called service
+// (a record pointing at some other gRPC server) is ejected, and the call
+// sent to another node; and calls can be restricted to nodes of a version or with a
 // metadata label ([FilterVersion], [FilterMetadata]), or to one node
 // ([FilterNode]).
 //
@@ -31,9 +33,12 @@
 // A client of a service larger than the subset size (DefaultSubsetSize,
 // [WithSubsetSize]) connects to that many of its nodes, chosen at random,
 // rather than to all; members that fail to connect are replaced (in
-// widening rounds when most of the fleet is gone), a hash key still goes
-// to the same node from every client (its node joins the subset), and a
-// filter no member matches connects a node that does. See subset.go.
+// widening rounds when most of the fleet is gone) and tried again after a
+// growing backoff, a hash key still goes to the same node from every
+// client (its node joins the subset), and a filter no member matches
+// connects a node that does. While members cannot take calls the subset
+// grows to at most twice its size, and it shrinks back once enough serve.
+// See subset.go.
 //
 // Retries are grpc-go's own, from the service config's retryPolicy, so they
 // honour retry throttling; do not also add a retrying interceptor, or
@@ -315,6 +320,10 @@ type outlier struct {
 	// suspended keeps the node ejected past its cool-down until a probe
 	// gets an answer from it (probe.go): set when it missed deadlines.
 	suspended atomic.Bool
+	// keyed: with subsetting, a hash key's call went to the node, which
+	// therefore stays in the subset (subset.go). Set by picks, cleared
+	// when the node fails to connect.
+	keyed atomic.Bool
 	// state is the ejection's end in unix nanoseconds (0 when never
 	// ejected), rounded up to a multiple of 4 so that its two low bits hold
 	// the flags below. One word, so that every change of whether b.ejected
@@ -418,6 +427,9 @@ func (o *outlier) eject(until int64) {
 			o.b.ejected.Add(1)
 		}
 		if o.state.CompareAndSwap(w, nw) {
+			if o.b.outside.Load() != nil {
+				o.b.askAdjust() // subsetting: replace the node
+			}
 			return
 		}
 		if count {

@@ -1,6 +1,7 @@
 package randomhash_test
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net"
@@ -9,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/microgrpc/microgrpc/balancer/randomhash"
@@ -178,5 +180,190 @@ func TestSubsetRefillsWhenMembersLeave(t *testing.T) {
 			t.Fatalf("after the subset left, calls reach %v", now)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fleetOf starts a fleet of n v1 nodes.
+func fleetOf(t *testing.T, n int) *fleet {
+	f := newFleet(t)
+	for _, id := range ids(n) {
+		f.add(id, "v1", nil)
+	}
+	return f
+}
+
+// reachedSubset makes 100 calls and returns the nodes they reached, which
+// must be size.
+func reachedSubset(t *testing.T, c pb.GreeterClient, size int) map[string]bool {
+	t.Helper()
+	seen := reached(t, c, 100)
+	if len(seen) != size {
+		t.Fatalf("100 calls reached %d nodes, want %d: %v", len(seen), size, seen)
+	}
+	return seen
+}
+
+// connected counts the backends that hold a connection, as they see it.
+func (f *fleet) connected() int {
+	n := 0
+	for _, b := range f.backends {
+		if b.stats.conns.Load() > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// A hash key's node that blipped (stopped, then back at its address) gets
+// the key again once its failure expires, as it does from a fresh client:
+// every client sends a key to the same node.
+func TestSubsetHashKeyNodeBackAfterABlip(t *testing.T) {
+	f := fleetOf(t, 40)
+	const key = "user-7"
+	hello := func(c pb.GreeterClient) string {
+		t.Helper()
+		rsp, err := c.Hello(ctx(t), &pb.Request{Name: "x"}, grpc.WaitForReady(true), randomhash.WithHashKey(key))
+		if err != nil {
+			t.Fatalf("call with key: %v", err)
+		}
+		return rsp.GetNode()
+	}
+	old := f.client(randomhash.WithSubsetSize(4))
+	home := hello(old)
+	if fresh := hello(f.client(randomhash.WithSubsetSize(4))); fresh != home {
+		t.Fatalf("key went to %s from one client, %s from a fresh one", home, fresh)
+	}
+	b := f.backends[home]
+	b.srv.Stop()
+	eventually(t, "the key to move off its stopped node", func() bool { return hello(old) != home })
+	b.restart(t)
+	start := time.Now()
+	eventually(t, "the key back on its node "+home, func() bool { return hello(old) == home })
+	t.Logf("the key was back on %s %v after the restart", home, time.Since(start))
+	if fresh := hello(f.client(randomhash.WithSubsetSize(4))); fresh != home {
+		t.Fatalf("after the blip a fresh client sends the key to %s, the old one to %s", fresh, home)
+	}
+}
+
+// A canary that blipped is connected again once its failure expires:
+// FilterVersion calls fail while it is down, and succeed again after.
+func TestSubsetCanaryBackAfterABlip(t *testing.T) {
+	f := newFleet(t)
+	for _, id := range ids(39) {
+		f.add(id, "v1", nil)
+	}
+	canary := f.add("canary", "v2", nil)
+	c := f.client(randomhash.WithSubsetSize(4))
+	v2 := func() error {
+		rsp, err := c.Hello(ctx(t), &pb.Request{Name: "x"}, randomhash.FilterVersion("v2"))
+		if err == nil && rsp.GetNode() != "canary" {
+			t.Fatalf("v2 call answered by %s", rsp.GetNode())
+		}
+		return err
+	}
+	if err := v2(); err != nil {
+		t.Fatalf("v2 call: %v", err)
+	}
+	canary.srv.Stop()
+	eventually(t, "v2 calls to fail while the canary is down", func() bool { return status.Code(v2()) == codes.Unavailable })
+	canary.restart(t)
+	start := time.Now()
+	eventually(t, "v2 calls to succeed again", func() bool { return v2() == nil })
+	t.Logf("v2 calls succeeded %v after the restart", time.Since(start))
+}
+
+// One second of fleet-wide NOT_SERVING (a shared dependency down) grows
+// the subset only up to a cap, and once the nodes serve again it shrinks
+// back to its size: the clients do not stay connected to the whole fleet.
+func TestSubsetShrinksBackAfterFleetWideNotServing(t *testing.T) {
+	f := fleetOf(t, 40)
+	c := f.client(randomhash.WithSubsetSize(4))
+	reachedSubset(t, c, 4)
+	for _, b := range f.backends {
+		b.health.SetServingStatus("greeter", healthpb.HealthCheckResponse_NOT_SERVING)
+	}
+	most := 0
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		most = max(most, f.connected())
+	}
+	t.Logf("at most %d nodes connected while none served", most)
+	if most <= 4 {
+		t.Fatalf("while no node served, at most %d nodes were connected: no replacement was tried", most)
+	}
+	for _, b := range f.backends {
+		b.health.SetServingStatus("greeter", healthpb.HealthCheckResponse_SERVING)
+	}
+	eventually(t, "the subset back to 4 connected nodes", func() bool { return f.connected() == 4 })
+	reachedSubset(t, c, 4)
+	if most > 8 {
+		t.Fatalf("while no node served, %d nodes were connected, want at most 8 (twice the size)", most)
+	}
+}
+
+// An ejected member is replaced at once, and dropped once the replacement
+// serves: the client stays at the subset's size.
+func TestSubsetReplacesAnEjectedMember(t *testing.T) {
+	f := fleetOf(t, 40)
+	c := f.client(randomhash.WithSubsetSize(4))
+	seen := reachedSubset(t, c, 4)
+	var bad *backend
+	for id := range seen {
+		bad = f.backends[id]
+		break
+	}
+	unavailable := func(context.Context) error { return status.Error(codes.Unavailable, "down") }
+	bad.mu.Lock()
+	bad.fail = unavailable
+	bad.mu.Unlock()
+	eventually(t, "calls to reach 4 nodes besides the ejected one", func() bool {
+		others := reached(t, c, 100)
+		delete(others, bad.id)
+		return len(others) == 4
+	})
+	bad.mu.Lock()
+	bad.fail = nil
+	bad.mu.Unlock()
+	eventually(t, "the subset back to 4 connected nodes", func() bool { return f.connected() == 4 })
+}
+
+// Trimming keeps the nodes hash keys went to: after a fleet-wide
+// NOT_SERVING each key still goes to the node a fresh client sends it to,
+// and the client holds no more than the size, or the key nodes.
+func TestSubsetTrimKeepsHashKeyNodes(t *testing.T) {
+	f := fleetOf(t, 40)
+	keys := []string{"a", "b", "c"}
+	hello := func(c pb.GreeterClient, key string) string {
+		t.Helper()
+		rsp, err := c.Hello(ctx(t), &pb.Request{Name: "x"}, grpc.WaitForReady(true), randomhash.WithHashKey(key))
+		if err != nil {
+			t.Fatalf("call with key %s: %v", key, err)
+		}
+		return rsp.GetNode()
+	}
+	c := f.client(randomhash.WithSubsetSize(4))
+	home := map[string]string{}
+	keyNodes := map[string]bool{}
+	for _, k := range keys {
+		home[k] = hello(c, k)
+		keyNodes[home[k]] = true
+	}
+	for _, b := range f.backends {
+		b.health.SetServingStatus("greeter", healthpb.HealthCheckResponse_NOT_SERVING)
+	}
+	eventually(t, "more nodes connected while none serves", func() bool { return f.connected() > max(4, len(keyNodes)) })
+	for _, b := range f.backends {
+		b.health.SetServingStatus("greeter", healthpb.HealthCheckResponse_SERVING)
+	}
+	eventually(t, "the subset back to its size", func() bool { return f.connected() == max(4, len(keyNodes)) })
+	for id := range keyNodes {
+		if f.backends[id].stats.conns.Load() == 0 {
+			t.Errorf("key node %s was dropped", id)
+		}
+	}
+	fresh := f.client(randomhash.WithSubsetSize(4))
+	for _, k := range keys {
+		if got, want := hello(c, k), hello(fresh, k); got != home[k] || want != home[k] {
+			t.Errorf("key %s: went to %s before, now %s, from a fresh client %s", k, home[k], got, want)
+		}
 	}
 }
