@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/microgrpc/microgrpc/codec/bytes"
 	"github.com/microgrpc/microgrpc/codec/json"
@@ -74,9 +75,14 @@ func ForContentType(ct string) (encoding.CodecV2, error) {
 	if strings.TrimSpace(ct) == "" {
 		return encoding.GetCodecV2("proto"), nil
 	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %v", ErrUnknownContentType, ct, err)
+	mt := ct
+	if _, plain := codecByType[ct]; !plain {
+		// Only a content-type with parameters, odd case or spacing needs
+		// parsing; the ones brokers send match as they are.
+		var err error
+		if mt, _, err = mime.ParseMediaType(ct); err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", ErrUnknownContentType, ct, err)
+		}
 	}
 	name, ok := codecByType[mt]
 	if !ok {
@@ -99,6 +105,15 @@ func Marshal(ct string, v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m, ok := v.(proto.Message); ok && c.Name() == "proto" {
+		// What grpc-go's codec does, without its pooled buffer and the
+		// copy out of it.
+		b, err := proto.Marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s as %s: %v", ErrCodec, describe(v), ct, err)
+		}
+		return b, nil
+	}
 	bs, err := c.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s as %s: %v", ErrCodec, describe(v), ct, err)
@@ -112,6 +127,13 @@ func Unmarshal(ct string, data []byte, v any) error {
 	c, err := ForContentType(ct)
 	if err != nil {
 		return err
+	}
+	if m, ok := v.(proto.Message); ok && c.Name() == "proto" {
+		// grpc-go's codec would copy data into a pooled buffer first.
+		if err := proto.Unmarshal(data, m); err != nil {
+			return fmt.Errorf("%w: %d bytes of %s into %s: %v", ErrCodec, len(data), ctOrProto(ct), describe(v), err)
+		}
+		return nil
 	}
 	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, v); err != nil {
 		return fmt.Errorf("%w: %d bytes of %s into %s: %v", ErrCodec, len(data), ctOrProto(ct), describe(v), err)
