@@ -43,6 +43,7 @@ package etcd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -357,19 +358,43 @@ func (r *Registry) explain(err error) error {
 	}
 	var causes []string
 	for _, ep := range r.endpoints {
-		host := ep
+		host, scheme := ep, ""
 		if u, perr := url.Parse(ep); perr == nil && u.Host != "" {
-			host = u.Host
+			host, scheme = u.Host, u.Scheme
 		}
 		c, derr := net.DialTimeout("tcp", host, time.Second)
 		if derr != nil {
 			causes = append(causes, fmt.Sprintf("etcd at %s: %v", host, derr))
 			continue
 		}
+		if herr := r.tryTLS(c, scheme, host); herr != nil {
+			causes = append(causes, fmt.Sprintf("etcd at %s: TLS handshake: %v", host, herr))
+			continue
+		}
 		c.Close()
 		causes = append(causes, fmt.Sprintf("etcd at %s accepts connections but did not answer in time", host))
 	}
 	return fmt.Errorf("%w (%s)", err, strings.Join(causes, "; "))
+}
+
+// tryTLS shakes hands over c as the etcd client would (unless the
+// endpoint is plain http:// or there is no TLS), so that a refused
+// certificate, which the client reports only as a timeout, is named. It
+// closes c when it fails.
+func (r *Registry) tryTLS(c net.Conn, scheme, host string) error {
+	if r.opts.tls == nil || scheme == "http" {
+		return nil
+	}
+	cfg := r.opts.tls.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(host)
+	}
+	c.SetDeadline(time.Now().Add(time.Second))
+	if err := tls.Client(c, cfg).Handshake(); err != nil {
+		c.Close()
+		return err
+	}
+	return nil
 }
 
 // retryPolicy is the delay between attempts to re-register or watch again.

@@ -133,6 +133,14 @@ func ForHost(name string, uris ...string) Leaf {
 	return Leaf{CommonName: name, DNSNames: []string{name, "localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, URIs: uris}
 }
 
+// ForOtherHost is the Leaf of a service somewhere else: name as common
+// name and DNS name and 192.0.2.1 (TEST-NET-1, never routed) as its IP,
+// neither localhost nor 127.0.0.1. A server on loopback that shows it is
+// one whose certificate names another host: clients must refuse it.
+func ForOtherHost(name string) Leaf {
+	return Leaf{CommonName: name, DNSNames: []string{name}, IPs: []net.IP{net.IPv4(192, 0, 2, 1)}}
+}
+
 func serial() *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
