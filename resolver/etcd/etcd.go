@@ -22,8 +22,14 @@
 //     re-list (emitting the differences) and watch again, backing off.
 //   - A value under the prefix that does not decode is skipped with a log
 //     line; it never breaks a watch or other services. A node whose key
-//     someone overwrote puts its own value back, and watchers drop the node
-//     while its value does not decode.
+//     someone overwrote puts its own value back, after a backoff that grows
+//     while the overwrites go on, and watchers drop the node while its
+//     value does not decode.
+//   - Two live processes with one node id (a fixed server id, a reused pod
+//     name) do not fight over the key: the one whose key another live
+//     lease took logs one ERROR naming both addresses, leaves the key to
+//     the other, and takes it back when the other deregisters or its
+//     lease expires.
 //   - Records written by etcd's own endpoints.Manager for plain grpc-go
 //     servers ({"Op":0,"Addr":"host:port",...} under <prefix>/<service>/<id>)
 //     are nodes too: service and id from the key, metadata when it is a
