@@ -96,7 +96,9 @@ func TestDuplicateNodeIDDoesNotFight(t *testing.T) {
 	if err := b.Register(ctx(t), node("n1", second), ttl); err != nil {
 		t.Fatal(err)
 	}
-	if n := countPuts(t, c, key, 3*time.Second); n > 2 {
+	n := countPuts(t, c, key, 3*time.Second)
+	t.Logf("%d writes of the key in 3 s", n)
+	if n > 2 {
 		t.Fatalf("%d writes of the key in 3 s by two registrations of one node id, want at most 2", n)
 	}
 	if got := heldBy(t, c, key); got != second {
@@ -167,6 +169,7 @@ func TestOverwritesArePutBackWithBackoff(t *testing.T) {
 		}
 	}()
 	wg.Wait()
+	t.Logf("%d put-backs in 3 s", putBacks)
 	// 100+160+256+410+655+1048 ms: 6 fit in 3 s; allow for jitter.
 	if putBacks < 2 || putBacks > 8 {
 		t.Fatalf("%d put-backs in 3 s against a writer that overwrites each at once, want 2 to 8", putBacks)
