@@ -8,6 +8,21 @@
 // modification time) is noticed at the next handshake after at most
 // CheckInterval. A change that does not load (a half-written file, a key
 // that does not match) keeps the material in use and is logged once.
+//
+// # Clients
+//
+// A client verifies a server with crypto/tls itself, for the host it
+// dials: a DNS name, or an IP address, which the server's certificate must
+// then carry as an IP SAN. A handshake that names no host fails; nothing is
+// ever accepted unchecked.
+//
+//   - gRPC: grpc.WithTransportCredentials(src.ClientCredentials()). Each
+//     handshake takes the current files, and grpc-go names the host from
+//     the authority: a connection to a node by its address ("10.0.0.7:8080")
+//     verifies 10.0.0.7, one to "etcd:///greeter" verifies greeter.
+//   - Anything else (etcd's client, nats.go, net/http): ClientConfig, with
+//     ServerName left empty; the library sets it to the host of each
+//     connection. It keeps the CA it was made with.
 package certs
 
 import (

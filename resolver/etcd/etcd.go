@@ -62,6 +62,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -116,10 +117,15 @@ func NewRegistry(opts ...Option) (*Registry, error) {
 		if len(eps) == 0 {
 			eps = []string{DefaultEndpoint}
 		}
-		c, err := clientv3.New(clientv3.Config{
+		cfg := clientv3.Config{
 			Endpoints: eps, DialTimeout: o.dialTimeout, Username: o.username, Password: o.pass, TLS: o.tls,
 			Logger: nopLogger(),
-		})
+		}
+		if o.creds != nil {
+			// The client adds its DialOptions after its own: these win.
+			cfg.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(o.creds)}
+		}
+		c, err := clientv3.New(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("etcd registry: connect to %v: %w", eps, err)
 		}
@@ -388,19 +394,26 @@ func (r *Registry) explain(err error) error {
 // certificate, which the client reports only as a timeout, is named. It
 // closes c when it fails.
 func (r *Registry) tryTLS(c net.Conn, scheme, host string) error {
-	if r.opts.tls == nil || scheme == "http" {
+	if scheme == "http" || (r.opts.tls == nil && r.opts.creds == nil) {
 		return nil
 	}
-	cfg := r.opts.tls.Clone()
-	if cfg.ServerName == "" {
-		cfg.ServerName, _, _ = net.SplitHostPort(host)
-	}
 	c.SetDeadline(time.Now().Add(time.Second))
-	if err := tls.Client(c, cfg).Handshake(); err != nil {
-		c.Close()
-		return err
+	var err error
+	if r.opts.creds != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, _, err = r.opts.creds.ClientHandshake(ctx, host, c)
+		cancel()
+	} else {
+		cfg := r.opts.tls.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(host)
+		}
+		err = tls.Client(c, cfg).Handshake()
 	}
-	return nil
+	if err != nil {
+		c.Close()
+	}
+	return err
 }
 
 // retryPolicy is the delay between attempts to re-register or watch again.

@@ -2,6 +2,8 @@ package etcd_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,18 +49,79 @@ func tlsEtcd(t *testing.T, leaf certstest.Leaf) (*etcdtest.Server, *certs.Source
 // 127.0.0.1 is used.
 func TestTLSEtcdIsCheckedAgainstItsIP(t *testing.T) {
 	const wrongHost = "x509: certificate is valid for 192.0.2.1, not 127.0.0.1"
-	srv, src := tlsEtcd(t, certstest.ForOtherHost("etcd.example"))
-	r := newRegistry(t, "https://"+srv.Endpoint(), etcd.WithTLS(src.ClientConfig()), etcd.WithDialTimeout(2*time.Second))
-	rctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	err := r.Register(rctx, node("a", "127.0.0.1:1"))
-	if err == nil || !strings.Contains(err.Error(), wrongHost) {
-		t.Fatalf("registering in an etcd whose certificate is for another host: %v, want an error with %q", err, wrongHost)
+	bad, badSrc := tlsEtcd(t, certstest.ForOtherHost("etcd.example"))
+	good, goodSrc := tlsEtcd(t, certstest.ForHost("etcd"))
+	for name, tlsOpt := range map[string]func(*certs.Source) etcd.Option{
+		"WithTLS": func(s *certs.Source) etcd.Option { return etcd.WithTLS(s.ClientConfig()) },
+		"WithTransportCredentials": func(s *certs.Source) etcd.Option {
+			return etcd.WithTransportCredentials(s.ClientCredentials())
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newRegistry(t, "https://"+bad.Endpoint(), tlsOpt(badSrc), etcd.WithDialTimeout(2*time.Second))
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err := r.Register(rctx, node("a", "127.0.0.1:1"))
+			if err == nil || !strings.Contains(err.Error(), wrongHost) {
+				t.Fatalf("registering in an etcd whose certificate is for another host: %v, want an error with %q", err, wrongHost)
+			}
+			r = newRegistry(t, "https://"+good.Endpoint(), tlsOpt(goodSrc))
+			if err := r.Register(ctx(t), node("a", "127.0.0.1:1")); err != nil {
+				t.Fatalf("registering in an etcd whose certificate is for 127.0.0.1: %v", err)
+			}
+		})
 	}
+}
 
-	srv, src = tlsEtcd(t, certstest.ForHost("etcd"))
-	r = newRegistry(t, "https://"+srv.Endpoint(), etcd.WithTLS(src.ClientConfig()))
+// With WithTransportCredentials of certs, the connection to etcd follows
+// a rotated CA: an etcd whose certificate the client's CA file does not
+// sign is refused, and used once the CA file holds its CA, without a new
+// registry.
+func TestTLSEtcdFollowsARotatedCA(t *testing.T) {
+	old := certs.CheckInterval
+	certs.CheckInterval = 0
+	t.Cleanup(func() { certs.CheckInterval = old })
+	dir := t.TempDir()
+	oldCA, err := certstest.NewCA("old-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCA, err := certstest.NewCA("new-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, err := newCA.Write(dir, "etcd", certstest.ForHost("etcd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := newCA.Write(dir, "client", certstest.ForHost("client"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := filepath.Join(dir, "trust.crt") // the client's CA file, the old CA's at first
+	if err := os.WriteFile(trust, oldCA.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := etcdtest.StartTLS(etcdtest.TLSFiles{Cert: sf.Cert, Key: sf.Key, CA: sf.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	src, err := certs.New(certs.Files{CertFile: cf.Cert, KeyFile: cf.Key, CAFile: trust}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRegistry(t, "https://"+srv.Endpoint(), etcd.WithTransportCredentials(src.ClientCredentials()), etcd.WithDialTimeout(2*time.Second))
+	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.Register(rctx, node("a", "127.0.0.1:1")); err == nil {
+		t.Fatal("registered in an etcd whose certificate the client's CA does not sign")
+	}
+	time.Sleep(10 * time.Millisecond) // a new modification time
+	if err := os.WriteFile(trust, newCA.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.Register(ctx(t), node("a", "127.0.0.1:1")); err != nil {
-		t.Fatalf("registering in an etcd whose certificate is for 127.0.0.1: %v", err)
+		t.Fatalf("after the CA file was rotated: %v", err)
 	}
 }
