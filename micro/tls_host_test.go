@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/microgrpc/microgrpc/internal/certs"
 	"github.com/microgrpc/microgrpc/internal/certs/certstest"
 	"github.com/microgrpc/microgrpc/internal/etcdtest"
 	"github.com/microgrpc/microgrpc/internal/natstest"
@@ -19,21 +18,44 @@ import (
 // 127.0.0.1 dialled.
 const wrongHost = "x509: certificate is valid for 192.0.2.1, not 127.0.0.1"
 
+// etcd starts etcd with TLS, its certificate of p's CA for leaf.
+func (p *pki) etcd(t *testing.T, leaf certstest.Leaf) *etcdtest.Server {
+	t.Helper()
+	f, err := p.ca.Write(p.dir, "etcd", leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := etcdtest.StartTLS(etcdtest.TLSFiles(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// nats starts a NATS server with TLS (client certificates of p's CA
+// required), its certificate of p's CA for leaf, and returns its URL.
+func (p *pki) nats(t *testing.T, leaf certstest.Leaf) string {
+	t.Helper()
+	f, err := p.ca.Write(p.dir, "nats", leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natstest.StartTLSFiles(f.Cert, f.Key, f.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { natstest.Stop(srv) })
+	return natstest.TLSURL(srv)
+}
+
 // With TLS on, a service's etcd (https://127.0.0.1) and NATS
 // (tls://127.0.0.1) are verified against the IP dialled: servers whose
 // certificates, of the service's CA, are for another name and another IP
 // are refused, and the errors say so.
 func TestTLSRegistryAndBrokerAreCheckedAgainstTheIP(t *testing.T) {
 	p := newPKI(t, "ca")
-	ef, err := p.ca.Write(p.dir, "etcd", certstest.ForOtherHost("etcd.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	etcd, err := etcdtest.StartTLS(etcdtest.TLSFiles{Cert: ef.Cert, Key: ef.Key, CA: ef.CA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
+	etcd := p.etcd(t, certstest.ForOtherHost("etcd.example"))
 	svc := micro.NewService(micro.WithName("client"), micro.WithLogger(quietLogger),
 		micro.WithRegistryPlugin("etcd", "https://"+etcd.Endpoint()), withTLS(p.client))
 	defer svc.Close()
@@ -47,23 +69,8 @@ func TestTLSRegistryAndBrokerAreCheckedAgainstTheIP(t *testing.T) {
 		t.Fatalf("etcd with a certificate for another host: %v, want an error with %q", err, wrongHost)
 	}
 
-	nf, err := p.ca.Write(p.dir, "nats", certstest.ForOtherHost("nats.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := certs.New(certs.Files{CertFile: nf.Cert, KeyFile: nf.Key, CAFile: nf.CA}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := src.ServerConfig()
-	cfg.ClientCAs = src.Pool()
-	ns, err := natstest.StartTLS(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { natstest.Stop(ns) })
 	pub := newClient(t, memory.NewRegistry(), withTLS(p.client),
-		micro.WithBrokerPlugin("nats", strings.Replace(ns.ClientURL(), "nats://", "tls://", 1)))
+		micro.WithBrokerPlugin("nats", p.nats(t, certstest.ForOtherHost("nats.example"))))
 	if err := micro.NewPublisher("events", pub).Publish(testCtx(t), &pb.Event{Id: "x"}); err == nil || !strings.Contains(err.Error(), wrongHost) {
 		t.Fatalf("NATS with a certificate for another host: %v, want an error with %q", err, wrongHost)
 	}

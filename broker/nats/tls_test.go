@@ -17,26 +17,11 @@ import (
 // tls:// URL and the material of a client of the same CA.
 func tlsNATS(t *testing.T, leaf certstest.Leaf) (string, *certs.Source) {
 	t.Helper()
-	dir := t.TempDir()
-	ca, err := certstest.NewCA("ca")
+	sf, cf, err := certstest.WritePair(t.TempDir(), leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sf, err := ca.Write(dir, "nats", leaf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := ca.Write(dir, "client", certstest.ForHost("client"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ssrc, err := certs.New(certs.Files{CertFile: sf.Cert, KeyFile: sf.Key, CAFile: sf.CA}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := ssrc.ServerConfig()
-	cfg.ClientCAs = ssrc.Pool() // so that the server asks for client certificates
-	srv, err := natstest.StartTLS(cfg)
+	srv, err := natstest.StartTLSFiles(sf.Cert, sf.Key, sf.CA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +30,7 @@ func tlsNATS(t *testing.T, leaf certstest.Leaf) (string, *certs.Source) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Replace(srv.ClientURL(), "nats://", "tls://", 1), src
+	return natstest.TLSURL(srv), src
 }
 
 // NATS at tls://127.0.0.1 is verified against 127.0.0.1: a server whose

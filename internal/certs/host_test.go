@@ -27,13 +27,7 @@ const wrongHost = "x509: certificate is valid for 192.0.2.1, not 127.0.0.1"
 // leaf, and of a client, both of one CA.
 func sources(t *testing.T, leaf certstest.Leaf) (server, client *certs.Source) {
 	t.Helper()
-	dir := t.TempDir()
-	ca := mustCA(t, "ca")
-	sf, err := ca.Write(dir, "server", leaf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := ca.Write(dir, "client", certstest.ForHost("client"))
+	sf, cf, err := certstest.WritePair(t.TempDir(), leaf)
 	if err != nil {
 		t.Fatal(err)
 	}

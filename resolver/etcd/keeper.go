@@ -44,7 +44,8 @@ type keeper struct {
 }
 
 // refresh handles a heartbeat: a changed value is put at once on the
-// current lease (so that Register returns only once it is announced); in
+// current lease (so that Register returns only once it is announced),
+// unless the keeper yielded the key (it is put when the key is back); in
 // any case the keeper is woken, which makes it retry at once if it is
 // waiting out a backoff.
 func (k *keeper) refresh(ctx context.Context, value string, ttl int64) error {

@@ -18,20 +18,11 @@ import (
 // and returns it and the material of a client of the same CA.
 func tlsEtcd(t *testing.T, leaf certstest.Leaf) (*etcdtest.Server, *certs.Source) {
 	t.Helper()
-	dir := t.TempDir()
-	ca, err := certstest.NewCA("ca")
+	sf, cf, err := certstest.WritePair(t.TempDir(), leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sf, err := ca.Write(dir, "etcd", leaf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := ca.Write(dir, "client", certstest.ForHost("client"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := etcdtest.StartTLS(etcdtest.TLSFiles{Cert: sf.Cert, Key: sf.Key, CA: sf.CA})
+	srv, err := etcdtest.StartTLS(etcdtest.TLSFiles(sf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +93,7 @@ func TestTLSEtcdFollowsARotatedCA(t *testing.T) {
 	if err := os.WriteFile(trust, oldCA.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := etcdtest.StartTLS(etcdtest.TLSFiles{Cert: sf.Cert, Key: sf.Key, CA: sf.CA})
+	srv, err := etcdtest.StartTLS(etcdtest.TLSFiles(sf))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,6 +127,23 @@ func writeAtomic(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
+// WritePair makes a CA and writes, into dir, a server certificate for
+// server and a client certificate for ForHost("client"), both of it (see
+// Write: server.crt, client.crt, their keys and CA files).
+func WritePair(dir string, server Leaf) (srv, cli Files, err error) {
+	ca, err := NewCA("ca")
+	if err != nil {
+		return Files{}, Files{}, err
+	}
+	if srv, err = ca.Write(dir, "server", server); err != nil {
+		return Files{}, Files{}, err
+	}
+	if cli, err = ca.Write(dir, "client", ForHost("client")); err != nil {
+		return Files{}, Files{}, err
+	}
+	return srv, cli, nil
+}
+
 // ForHost is the Leaf of a service reachable on loopback: name as common
 // name and DNS name, localhost, 127.0.0.1, and the URIs given.
 func ForHost(name string, uris ...string) Leaf {
