@@ -79,10 +79,11 @@ func WithAuth(username, password string) Option {
 // WithTLS sets the TLS configuration for talking to etcd.
 func WithTLS(c *tls.Config) Option { return func(o *options) { o.tls = c } }
 
-// WithTransportCredentials sets the gRPC transport credentials of the
-// connections to etcd (at https:// endpoints), in place of the ones the
-// etcd client makes of WithTLS's configuration: credentials that take a
-// new configuration per handshake follow a rotated CA.
+// WithTransportCredentials sets the gRPC transport credentials of every
+// connection to etcd, in place of the ones the etcd client makes of
+// WithTLS's configuration (so give it only for https:// endpoints):
+// credentials that take a new configuration per handshake follow a
+// rotated CA.
 func WithTransportCredentials(c credentials.TransportCredentials) Option {
 	return func(o *options) { o.creds = c }
 }
