@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	grpcresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
@@ -90,7 +89,7 @@ func (s *Service) dialOptionsLocked() ([]grpc.DialOption, error) {
 		return nil, err
 	}
 	if src != nil {
-		creds = credentials.NewTLS(src.ClientConfig("h2"))
+		creds = src.ClientCredentials("h2")
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),

@@ -229,7 +229,7 @@ func (s *Service) registryLocked() (resolver.Registry, error) {
 		s.regErr = err
 		return nil, err
 	} else if src != nil {
-		ro.TLS = src.ClientConfig()
+		ro.TLS, ro.Credentials = src.ClientConfig(), src.ClientCredentials()
 	}
 	s.reg, s.regErr = plugins.NewRegistry(s.opts.registryName, ro)
 	if s.regErr != nil {

@@ -18,8 +18,6 @@ import (
 	"github.com/microgrpc/microgrpc/interceptors/auth"
 	"github.com/microgrpc/microgrpc/internal/certs"
 	"github.com/microgrpc/microgrpc/internal/certs/certstest"
-	"github.com/microgrpc/microgrpc/internal/etcdtest"
-	"github.com/microgrpc/microgrpc/internal/natstest"
 	"github.com/microgrpc/microgrpc/micro"
 	"github.com/microgrpc/microgrpc/micro/pubsub"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
@@ -239,15 +237,7 @@ func TestTLSPubSub(t *testing.T) {
 // end to end over TLS.
 func TestTLSWithEtcd(t *testing.T) {
 	p := newPKI(t, "ca")
-	ef, err := p.ca.Write(p.dir, "etcd", certstest.ForHost("etcd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := etcdtest.StartTLS(etcdtest.TLSFiles{Cert: ef.Cert, Key: ef.Key, CA: ef.CA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	srv := p.etcd(t, certstest.ForHost("etcd"))
 	plugin := micro.WithRegistryPlugin("etcd", "https://"+srv.Endpoint())
 	node := startDefault(t, plugin, withTLS(p.server))
 	client := micro.NewService(micro.WithName("client"), micro.WithLogger(quietLogger), plugin, withTLS(p.client))
@@ -260,23 +250,7 @@ func TestTLSWithEtcd(t *testing.T) {
 // through a NATS server that requires client certificates.
 func TestTLSWithNATS(t *testing.T) {
 	p := newPKI(t, "ca")
-	nf, err := p.ca.Write(p.dir, "nats", certstest.ForHost("nats"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := certs.New(certs.Files{CertFile: nf.Cert, KeyFile: nf.Key, CAFile: nf.CA}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := src.ServerConfig()
-	cfg.ClientCAs = src.Pool() // so that the server asks for client certificates
-	ns, err := natstest.StartTLS(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { natstest.Stop(ns) })
-	url := strings.Replace(ns.ClientURL(), "nats://", "tls://", 1)
-	brokerOpt := micro.WithBrokerPlugin("nats", url)
+	brokerOpt := micro.WithBrokerPlugin("nats", p.nats(t, certstest.ForHost("nats")))
 	reg := memory.NewRegistry()
 	got := make(chan string, 10)
 	startServiceWithSetup(t, reg, "subscriber", func(svc *micro.Service) {

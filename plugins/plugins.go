@@ -24,6 +24,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -47,6 +48,10 @@ type RegistryOptions struct {
 	// the server with it and presents the service's certificate; without
 	// it, the system's roots.
 	TLS *tls.Config
+	// Credentials are the same TLS as gRPC transport credentials that
+	// follow the service's files (a rotated CA included), nil when TLS is
+	// off: a registry that talks gRPC (etcd) dials with them.
+	Credentials credentials.TransportCredentials
 }
 
 // BrokerFactory makes a broker from what the service knows.

@@ -8,17 +8,36 @@
 // modification time) is noticed at the next handshake after at most
 // CheckInterval. A change that does not load (a half-written file, a key
 // that does not match) keeps the material in use and is logged once.
+//
+// # Clients
+//
+// A client verifies a server with crypto/tls itself, for the host it
+// dials: a DNS name, or an IP address, which the server's certificate must
+// then carry as an IP SAN. A handshake that names no host fails; nothing is
+// ever accepted unchecked.
+//
+//   - gRPC: grpc.WithTransportCredentials(src.ClientCredentials()). Each
+//     handshake takes the current files, and grpc-go names the host from
+//     the authority: a connection to a node by its address ("10.0.0.7:8080")
+//     verifies 10.0.0.7, one to "etcd:///greeter" verifies greeter.
+//   - Anything else (etcd's client, nats.go, net/http): ClientConfig, with
+//     ServerName left empty; the library sets it to the host of each
+//     connection. It keeps the CA it was made with.
 package certs
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/credentials"
 )
 
 // CheckInterval is how often, at most, the files are looked at again.
@@ -188,32 +207,56 @@ func (s *Source) ServerConfig(protocols ...string) *tls.Config {
 	}
 }
 
-// ClientConfig returns a client configuration for protocols that verifies
-// servers against the current CA (the system's roots without a CA file)
-// and presents the current certificate when a server asks for one.
+// ClientConfig returns a client configuration for protocols that presents
+// the current certificate when a server asks for one and verifies servers
+// against the CA of the moment of the call (the system's roots without a
+// CA file).
+//
+// Verification is crypto/tls's own: the chain, and the configuration's
+// ServerName, an IP address included (checked against the certificate's
+// IP SANs). Leave ServerName empty: the library that dials sets it on its
+// copy to the host of each connection, a DNS name or an IP (grpc-go from
+// the authority, nats.go from the server URL, net/http from the request
+// URL, etcd's client from the endpoint). A handshake whose ServerName is
+// still empty fails: there is nothing to verify the server against.
+//
+// The CA is read once, at the call: a configuration made before the CA
+// file changed keeps the CA it had. A long-lived client that must follow
+// a rotated CA takes a new configuration for each connection, as
+// ClientCredentials does for gRPC.
 func (s *Source) ClientConfig(protocols ...string) *tls.Config {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: protocols}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: protocols, RootCAs: s.Pool()}
 	if s.HasCert() {
 		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return s.Certificate(), nil
 		}
 	}
-	if s.HasCA() {
-		// tls.Config.RootCAs is fixed once the config is in use; to follow a
-		// rotated CA, verification is done here against the current pool,
-		// exactly as crypto/tls would do it (chain and server name).
-		c.InsecureSkipVerify = true
-		c.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("certs: the server sent no certificate")
-			}
-			opts := x509.VerifyOptions{Roots: s.Pool(), DNSName: cs.ServerName, Intermediates: x509.NewCertPool()}
-			for _, ic := range cs.PeerCertificates[1:] {
-				opts.Intermediates.AddCert(ic)
-			}
-			_, err := cs.PeerCertificates[0].Verify(opts)
-			return err
-		}
-	}
 	return c
+}
+
+// ClientCredentials returns the gRPC transport credentials of a client:
+// ClientConfig, taken anew at each handshake so that new connections
+// follow the current files, the CA included. grpc-go verifies the server
+// for the host of the authority it dials: the address's ServerName when
+// the resolver gave one, else the target's authority ("greeter" for
+// "etcd:///greeter", "10.0.0.7" for "10.0.0.7:8080"). A connection to a
+// node by its address therefore needs the node's IP in its certificate.
+func (s *Source) ClientCredentials(protocols ...string) credentials.TransportCredentials {
+	return &clientCreds{TransportCredentials: credentials.NewTLS(s.ClientConfig(protocols...)), src: s, protocols: protocols}
+}
+
+// clientCreds are grpc-go's TLS credentials over a new ClientConfig at
+// each client handshake; the embedded ones give Info and the rest.
+type clientCreds struct {
+	credentials.TransportCredentials
+	src       *Source
+	protocols []string
+}
+
+func (c *clientCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return credentials.NewTLS(c.src.ClientConfig(c.protocols...)).ClientHandshake(ctx, authority, raw)
+}
+
+func (c *clientCreds) Clone() credentials.TransportCredentials {
+	return &clientCreds{TransportCredentials: c.TransportCredentials.Clone(), src: c.src, protocols: c.protocols}
 }

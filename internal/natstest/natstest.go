@@ -4,7 +4,10 @@ package natstest
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -34,6 +37,28 @@ func StartTLS(cfg *tls.Config) (*server.Server, error) {
 	return start(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
 		TLS: true, TLSConfig: cfg, TLSVerify: cfg.ClientCAs != nil, TLSTimeout: 5})
 }
+
+// StartTLSFiles is StartTLS with a server's PEM files: its certificate
+// and key, and the CA that clients' certificates must chain to.
+func StartTLSFiles(certFile, keyFile, caFile string) (*server.Server, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("natstest: %w", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("natstest: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("natstest: no certificate in %s", caFile)
+	}
+	return StartTLS(&tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
+		ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert})
+}
+
+// TLSURL is the tls:// URL of a server started with TLS.
+func TLSURL(s *server.Server) string { return strings.Replace(s.ClientURL(), "nats://", "tls://", 1) }
 
 func start(opts *server.Options) (*server.Server, error) {
 	s, err := server.NewServer(opts)

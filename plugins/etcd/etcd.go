@@ -39,6 +39,10 @@ func init() {
 					cfg = &tls.Config{MinVersion: tls.VersionTLS12}
 				}
 				opts = append(opts, etcd.WithTLS(cfg))
+				if o.Credentials != nil {
+					// They follow a rotated CA; cfg keeps the one of the start.
+					opts = append(opts, etcd.WithTransportCredentials(o.Credentials))
+				}
 				break
 			}
 		}

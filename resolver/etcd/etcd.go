@@ -22,8 +22,14 @@
 //     re-list (emitting the differences) and watch again, backing off.
 //   - A value under the prefix that does not decode is skipped with a log
 //     line; it never breaks a watch or other services. A node whose key
-//     someone overwrote puts its own value back, and watchers drop the node
-//     while its value does not decode.
+//     someone overwrote puts its own value back, after a backoff that grows
+//     while the overwrites go on, and watchers drop the node while its
+//     value does not decode.
+//   - Two live processes with one node id (a fixed server id, a reused pod
+//     name) do not fight over the key: the one whose key another live
+//     lease took logs one ERROR naming both addresses, leaves the key to
+//     the other, and takes it back when the other deregisters or its
+//     lease expires.
 //   - Records written by etcd's own endpoints.Manager for plain grpc-go
 //     servers ({"Op":0,"Addr":"host:port",...} under <prefix>/<service>/<id>)
 //     are nodes too: service and id from the key, metadata when it is a
@@ -43,6 +49,7 @@ package etcd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -55,6 +62,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -109,10 +117,15 @@ func NewRegistry(opts ...Option) (*Registry, error) {
 		if len(eps) == 0 {
 			eps = []string{DefaultEndpoint}
 		}
-		c, err := clientv3.New(clientv3.Config{
+		cfg := clientv3.Config{
 			Endpoints: eps, DialTimeout: o.dialTimeout, Username: o.username, Password: o.pass, TLS: o.tls,
 			Logger: nopLogger(),
-		})
+		}
+		if o.creds != nil {
+			// The client adds its DialOptions after its own: these win.
+			cfg.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(o.creds)}
+		}
+		c, err := clientv3.New(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("etcd registry: connect to %v: %w", eps, err)
 		}
@@ -357,19 +370,50 @@ func (r *Registry) explain(err error) error {
 	}
 	var causes []string
 	for _, ep := range r.endpoints {
-		host := ep
+		host, scheme := ep, ""
 		if u, perr := url.Parse(ep); perr == nil && u.Host != "" {
-			host = u.Host
+			host, scheme = u.Host, u.Scheme
 		}
 		c, derr := net.DialTimeout("tcp", host, time.Second)
 		if derr != nil {
 			causes = append(causes, fmt.Sprintf("etcd at %s: %v", host, derr))
 			continue
 		}
+		if herr := r.tryTLS(c, scheme, host); herr != nil {
+			causes = append(causes, fmt.Sprintf("etcd at %s: TLS handshake: %v", host, herr))
+			continue
+		}
 		c.Close()
 		causes = append(causes, fmt.Sprintf("etcd at %s accepts connections but did not answer in time", host))
 	}
 	return fmt.Errorf("%w (%s)", err, strings.Join(causes, "; "))
+}
+
+// tryTLS shakes hands over c as the etcd client would (unless the
+// endpoint is plain http:// or there is no TLS), so that a refused
+// certificate, which the client reports only as a timeout, is named. It
+// closes c when it fails.
+func (r *Registry) tryTLS(c net.Conn, scheme, host string) error {
+	if scheme == "http" || (r.opts.tls == nil && r.opts.creds == nil) {
+		return nil
+	}
+	c.SetDeadline(time.Now().Add(time.Second))
+	var err error
+	if r.opts.creds != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, _, err = r.opts.creds.ClientHandshake(ctx, host, c)
+		cancel()
+	} else {
+		cfg := r.opts.tls.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(host)
+		}
+		err = tls.Client(c, cfg).Handshake()
+	}
+	if err != nil {
+		c.Close()
+	}
+	return err
 }
 
 // retryPolicy is the delay between attempts to re-register or watch again.

@@ -6,14 +6,19 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/microgrpc/microgrpc/internal/backoff"
+	"github.com/microgrpc/microgrpc/resolver/etcd/internal/wire"
 )
 
 // keeper keeps one key registered: it keeps its lease alive, watches the
-// key, puts its value back when someone else overwrote it, and puts it
-// back on a new lease whenever the key or the lease is lost.
+// key, puts its value back (with backoff) when someone damaged or
+// overwrote it, and puts it back on a new lease whenever the key or the
+// lease is lost. A key that another live lease holds is not put back:
+// two processes with one node id would otherwise overwrite each other
+// for ever; the keeper logs it once and waits for the key to be free.
 type keeper struct {
 	r      *Registry
 	key    string
@@ -30,10 +35,17 @@ type keeper struct {
 	// start is seen (a watch from "now" missed it).
 	rev   int64
 	dirty bool // value changed since the last put
+	// yielded: another live lease holds the key (a second process with
+	// this node id). The keeper leaves the key to it, puts nothing (a
+	// changed value waits in dirty) and takes the key back when it is
+	// deleted, which it is when the other deregisters or its lease
+	// expires.
+	yielded bool
 }
 
 // refresh handles a heartbeat: a changed value is put at once on the
-// current lease (so that Register returns only once it is announced); in
+// current lease (so that Register returns only once it is announced),
+// unless the keeper yielded the key (it is put when the key is back); in
 // any case the keeper is woken, which makes it retry at once if it is
 // waiting out a backoff.
 func (k *keeper) refresh(ctx context.Context, value string, ttl int64) error {
@@ -42,7 +54,7 @@ func (k *keeper) refresh(ctx context.Context, value string, ttl int64) error {
 	k.value, k.ttl = value, ttl
 	lease := k.lease
 	var err error
-	if changed && lease != 0 {
+	if changed && lease != 0 && !k.yielded {
 		if _, err = k.r.kv.Put(ctx, k.key, value, clientv3.WithLease(lease)); err != nil {
 			k.dirty = true // the keeper retries
 		}
@@ -101,7 +113,7 @@ func (k *keeper) run(ctx context.Context) {
 				continue
 			}
 			k.mu.Lock()
-			k.lease, k.rev = id, rev
+			k.lease, k.rev, k.yielded = id, rev, false
 			k.mu.Unlock()
 			if failures > 0 || lost {
 				log.Info("etcd registry: registration restored", "lease", int64(id), "after_attempts", failures)
@@ -123,7 +135,9 @@ func (k *keeper) run(ctx context.Context) {
 
 // hold keeps the current lease alive and watches the key until one of them
 // is lost (it returns why) or ctx ends. A changed value is put on the
-// same lease.
+// same lease; a damaged or overwritten value is put back after a backoff
+// that grows while the overwrites go on, unless another live lease holds
+// the key (see yielded).
 func (k *keeper) hold(ctx context.Context) string {
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -138,6 +152,36 @@ func (k *keeper) hold(ctx context.Context) string {
 		return k.r.client.Watch(clientv3.WithRequireLeader(hctx), k.key, clientv3.WithRev(after+1))
 	}
 	wch := watch(rev)
+	// The pending put-back: putBack fires it; putBacks counts those in a
+	// row, which a put-back that held for longer than the backoff's cap
+	// ends (the next overwrite is put back after the shortest delay).
+	putBack := time.NewTimer(time.Hour)
+	putBack.Stop()
+	defer putBack.Stop()
+	pending, putBacks := false, 0
+	var lastPutBack time.Time
+	judge := func(kv *mvccpb.KeyValue) {
+		switch k.judge(hctx, kv, lease) {
+		case keyOurs:
+		case keyTaken:
+			if pending {
+				putBack.Stop()
+				pending = false
+			}
+		case keyDamaged:
+			if pending {
+				return
+			}
+			if time.Since(lastPutBack) > retryPolicy.Max {
+				putBacks = 0
+			}
+			d := retryPolicy.Delay(putBacks)
+			putBacks++
+			k.r.opts.logger.Warn("etcd registry: registration overwritten, putting it back", "key", k.key, "in", d)
+			putBack.Reset(d)
+			pending = true
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,35 +193,36 @@ func (k *keeper) hold(ctx context.Context) string {
 		case wr, ok := <-wch:
 			if !ok || wr.Canceled {
 				// The watch ended (etcd lost its leader or restarted):
-				// check the key ourselves before deciding.
-				at, ok := k.present(hctx)
-				if !ok {
-					return "key missing or not ours after the watch ended"
+				// look at the key ourselves before deciding.
+				resp, err := k.r.kv.Get(hctx, k.key)
+				if err != nil || len(resp.Kvs) == 0 {
+					return "key missing after the watch ended"
 				}
-				wch = watch(at)
+				judge(resp.Kvs[0])
+				wch = watch(resp.Header.Revision)
 				continue
 			}
 			for _, ev := range wr.Events {
 				if ev.Type == clientv3.EventTypeDelete {
 					return "key deleted"
 				}
-				k.mu.Lock()
-				ours := string(ev.Kv.Value) == k.value && clientv3.LeaseID(ev.Kv.Lease) == lease
-				value := k.value
-				k.mu.Unlock()
-				if !ours {
-					// Someone else wrote our key: put our value back.
-					log := k.r.opts.logger.With("key", k.key)
-					log.Warn("etcd registry: registration overwritten, putting it back")
-					if _, err := k.r.kv.Put(ctx, k.key, value, clientv3.WithLease(lease)); err != nil {
-						return "put back overwritten value: " + err.Error()
-					}
-				}
+				judge(ev.Kv)
+			}
+		case <-putBack.C:
+			pending, lastPutBack = false, time.Now()
+			k.mu.Lock()
+			value := k.value
+			k.dirty, k.yielded = false, false
+			k.mu.Unlock()
+			if _, err := k.r.kv.Put(ctx, k.key, value, clientv3.WithLease(lease)); err != nil {
+				return "put back overwritten value: " + err.Error()
 			}
 		case <-k.wake:
 			k.mu.Lock()
-			value, dirty := k.value, k.dirty
-			k.dirty = false
+			value, dirty := k.value, k.dirty && !k.yielded
+			if dirty {
+				k.dirty = false
+			}
 			k.mu.Unlock()
 			if !dirty {
 				continue
@@ -192,14 +237,61 @@ func (k *keeper) hold(ctx context.Context) string {
 	}
 }
 
-// present reports whether the key holds our value, and the revision it
-// was read at.
-func (k *keeper) present(ctx context.Context) (int64, bool) {
-	resp, err := k.r.kv.Get(ctx, k.key)
-	if err != nil || len(resp.Kvs) == 0 {
-		return 0, false
+// What the key holds, for judge.
+const (
+	keyOurs    = iota // our value on our lease
+	keyTaken          // another registration's, on a live lease of its own
+	keyDamaged        // anything else: put ours back
+)
+
+// judge says what kv, the key's current state, is to a keeper holding
+// lease, and logs (once) that another live registration took the key.
+func (k *keeper) judge(ctx context.Context, kv *mvccpb.KeyValue, lease clientv3.LeaseID) int {
+	k.mu.Lock()
+	value, wasYielded := k.value, k.yielded
+	k.mu.Unlock()
+	other := clientv3.LeaseID(kv.Lease)
+	if other == lease {
+		if string(kv.Value) == value {
+			k.mu.Lock()
+			k.yielded = false
+			k.mu.Unlock()
+			return keyOurs
+		}
+		return keyDamaged
+	}
+	if other == 0 || !k.leaseAlive(ctx, other) {
+		return keyDamaged
 	}
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	return resp.Header.Revision, string(resp.Kvs[0].Value) == k.value
+	k.yielded = true
+	k.mu.Unlock()
+	if !wasYielded {
+		k.r.opts.logger.Error("etcd registry: another live process registered this node id; "+
+			"leaving the key to it until it deregisters or its lease expires (give each process its own id)",
+			"key", k.key, "ours", k.address(value), "theirs", k.address(string(kv.Value)), "their_lease", int64(other))
+	}
+	return keyTaken
+}
+
+// leaseAlive reports whether lease exists and has time left; when etcd
+// cannot tell, it is taken for dead (its key is then put back, with
+// backoff, which is bounded either way).
+func (k *keeper) leaseAlive(ctx context.Context, lease clientv3.LeaseID) bool {
+	resp, err := k.r.client.TimeToLive(ctx, lease)
+	return err == nil && resp.TTL > 0
+}
+
+// address is the node address in a value of the key, or the value itself
+// (cut short) when it does not decode.
+func (k *keeper) address(value string) string {
+	if service, id, err := k.r.splitKey(k.key); err == nil {
+		if s, err := wire.Decode([]byte(value), service, id); err == nil && len(s.Nodes) == 1 {
+			return s.Nodes[0].Address
+		}
+	}
+	if len(value) > 64 {
+		value = value[:64] + "..."
+	}
+	return value
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/microgrpc/microgrpc/internal/envconfig"
 )
@@ -38,6 +39,7 @@ type options struct {
 	readTimeout    time.Duration
 	username, pass string
 	tls            *tls.Config
+	creds          credentials.TransportCredentials
 	prefix         string
 	logger         *slog.Logger
 	client         *clientv3.Client
@@ -76,6 +78,15 @@ func WithAuth(username, password string) Option {
 
 // WithTLS sets the TLS configuration for talking to etcd.
 func WithTLS(c *tls.Config) Option { return func(o *options) { o.tls = c } }
+
+// WithTransportCredentials sets the gRPC transport credentials of every
+// connection to etcd, in place of the ones the etcd client makes of
+// WithTLS's configuration (so give it only for https:// endpoints):
+// credentials that take a new configuration per handshake follow a
+// rotated CA.
+func WithTransportCredentials(c credentials.TransportCredentials) Option {
+	return func(o *options) { o.creds = c }
+}
 
 // WithPrefix sets the key prefix (default /micro/registry).
 func WithPrefix(p string) Option { return func(o *options) { o.prefix = strings.TrimSuffix(p, "/") } }

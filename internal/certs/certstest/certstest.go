@@ -127,10 +127,35 @@ func writeAtomic(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
+// WritePair makes a CA and writes, into dir, a server certificate for
+// server and a client certificate for ForHost("client"), both of it (see
+// Write: server.crt, client.crt, their keys and CA files).
+func WritePair(dir string, server Leaf) (srv, cli Files, err error) {
+	ca, err := NewCA("ca")
+	if err != nil {
+		return Files{}, Files{}, err
+	}
+	if srv, err = ca.Write(dir, "server", server); err != nil {
+		return Files{}, Files{}, err
+	}
+	if cli, err = ca.Write(dir, "client", ForHost("client")); err != nil {
+		return Files{}, Files{}, err
+	}
+	return srv, cli, nil
+}
+
 // ForHost is the Leaf of a service reachable on loopback: name as common
 // name and DNS name, localhost, 127.0.0.1, and the URIs given.
 func ForHost(name string, uris ...string) Leaf {
 	return Leaf{CommonName: name, DNSNames: []string{name, "localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, URIs: uris}
+}
+
+// ForOtherHost is the Leaf of a service somewhere else: name as common
+// name and DNS name and 192.0.2.1 (TEST-NET-1, never routed) as its IP,
+// neither localhost nor 127.0.0.1. A server on loopback that shows it is
+// one whose certificate names another host: clients must refuse it.
+func ForOtherHost(name string) Leaf {
+	return Leaf{CommonName: name, DNSNames: []string{name}, IPs: []net.IP{net.IPv4(192, 0, 2, 1)}}
 }
 
 func serial() *big.Int {
