@@ -13,6 +13,12 @@
 // endpoints are dropped first (clients do not need them to call the
 // service); Encode reports how many. If the record still does not fit,
 // Encode fails: the node's metadata is too large for mDNS.
+//
+// The strings are in the form github.com/miekg/dns keeps TXT strings in,
+// which zeroconf hands them to and the browser receives them in: '"' and
+// '\' are escaped with '\', and bytes outside printable ASCII are written
+// \DDD. Encode escapes and Decode unescapes, so any bytes (UTF-8 included)
+// travel as they are. A metadata key cannot hold '=' (RFC 6763 §6.4).
 package txt
 
 import (
@@ -38,6 +44,10 @@ const maxString = 255
 // endpoints.
 var ErrTooLarge = errors.New("mdns: node data too large for a TXT record")
 
+// ErrBadKey is returned for a metadata key that a TXT string cannot carry:
+// one holding '='.
+var ErrBadKey = errors.New("mdns: metadata key cannot be carried in a TXT record")
+
 // Node is what a TXT record carries.
 type Node struct {
 	Service *resolver.Service // one node
@@ -60,6 +70,11 @@ func Encode(s *resolver.Service, n resolver.Node, ttlSeconds int) ([]string, int
 	for _, k := range slices.Sorted(maps.Keys(s.Metadata)) {
 		base = append(base, kv{"s." + k, s.Metadata[k]})
 	}
+	for _, e := range base {
+		if strings.Contains(e.k, "=") {
+			return nil, 0, fmt.Errorf("%w: node %q of %q: key %q holds '='", ErrBadKey, n.ID, s.Name, e.k[2:])
+		}
+	}
 	out := split(base)
 	if size(out) > Budget {
 		return nil, 0, fmt.Errorf("%w: node %q of %q needs %d bytes without endpoints, limit %d", ErrTooLarge, n.ID, s.Name, size(out), Budget)
@@ -79,6 +94,9 @@ func Encode(s *resolver.Service, n resolver.Node, ttlSeconds int) ([]string, int
 			break
 		}
 		out = append(out, strs...)
+	}
+	for i, str := range out {
+		out[i] = escape(str)
 	}
 	return out, dropped, nil
 }
@@ -126,17 +144,19 @@ func Decode(strs []string) (*Node, error) {
 	var order []string
 	var endpoints []string
 	for _, s := range strs {
-		k, v, ok := strings.Cut(s, "=")
+		k, v, ok := strings.Cut(unescape(s), "=")
 		if !ok {
 			continue // a boolean attribute: not ours
 		}
 		idx := -1
-		if base, n, isPart := strings.Cut(k, "#"); isPart {
-			i, err := strconv.Atoi(n)
+		// The part number follows the last '#': a metadata key may hold
+		// '#' itself (Encode always splits such a key into parts).
+		if i := strings.LastIndexByte(k, '#'); i >= 0 {
+			n, err := strconv.Atoi(k[i+1:])
 			if err != nil {
 				return nil, fmt.Errorf("mdns: bad TXT part key %q", k)
 			}
-			k, idx = base, i
+			k, idx = k[:i], n
 		}
 		if k == "e" && idx < 0 {
 			endpoints = append(endpoints, v)
@@ -193,5 +213,54 @@ func Decode(strs []string) (*Node, error) {
 			ClientStreaming: strings.Contains(flags, "c"), ServerStreaming: strings.Contains(flags, "s")})
 	}
 	s.Nodes = []resolver.Node{node}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("mdns: TXT record of an invalid node: %w", err)
+	}
 	return &Node{Service: s, TTL: ttl}, nil
 }
+
+// escape writes a TXT string as github.com/miekg/dns unpacks it from the
+// wire (and packs it back with unescape's rules).
+func escape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < ' ' || c > '~':
+			fmt.Fprintf(&b, "\\%03d", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// unescape returns the bytes a TXT string stands for, as github.com/miekg/dns
+// packs it: \DDD is the byte DDD, '\' and another byte is that byte, and
+// a '\' that ends the string is dropped.
+func unescape(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			b = append(b, s[i])
+			continue
+		}
+		i++
+		switch {
+		case i == len(s):
+		case i+2 < len(s) && isDigit(s[i]) && isDigit(s[i+1]) && isDigit(s[i+2]):
+			b = append(b, (s[i]-'0')*100+(s[i+1]-'0')*10+(s[i+2]-'0'))
+			i += 2
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
