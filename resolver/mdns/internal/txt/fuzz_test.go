@@ -79,6 +79,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(rdata("svc=a", "id=n", "a=h:1", "ttl=99999999999"))
 	f.Add(rdata("svc=z\xc3\xbcrich", "id=\"n\\", "a=h:1", "ttl=1", "m.k=\x00\xff"))
 	f.Add(rdata("txtvers=1", "flag", "=", "#=", "m.#x=1"))
+	f.Add(rdata("svc=g", "id=n", "a=h:1", "ttl=1", "e#0=:/a", "e#0=:/b", "e#1=x", "e#1=y", "e#3=z"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		strs, ok := txtRR(data)
 		if !ok {
@@ -133,6 +134,10 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add("s", "", "n", "h:1", "", "a#b", "v", "c#0", "w", "", byte(2), 5)
 	f.Add("s", "", "n", "h:1", "", "a=b", "v", "", "", "e=:x", byte(0), 5)
 	f.Add("s", "", "n", "h:1", "", "", "empty key", "", "", "", byte(0), 5)
+	// Keys with no room left in a TXT string for their value once split
+	// (Encode used to loop for ever on 250 bytes, and panic above).
+	f.Add("s", "", "n", "h:1", "", strings.Repeat("k", 250), "vvv", "", "", "", byte(0), 5)
+	f.Add("s", "", "n", "h:1", "", strings.Repeat("k", 252), "v", "", "", "", byte(0), 5)
 	f.Fuzz(func(t *testing.T, name, version, id, addr, health, mk, mv, sk, sv, ep string, flags byte, ttl int) {
 		if ttl <= 0 {
 			return // Register never encodes a TTL under one second

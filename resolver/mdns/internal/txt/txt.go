@@ -40,12 +40,17 @@ const Budget = 1300
 // maxString is the longest TXT string.
 const maxString = 255
 
+// maxKey is the longest key (with its "m." or "s." prefix), so that every
+// part of a split entry has room for its value: RFC 6763 §6.4 asks for
+// keys of at most nine bytes.
+const maxKey = 130
+
 // ErrTooLarge is returned when a node does not fit in Budget even without
 // endpoints.
 var ErrTooLarge = errors.New("mdns: node data too large for a TXT record")
 
 // ErrBadKey is returned for a metadata key that a TXT string cannot carry:
-// one holding '='.
+// one holding '=' or longer than 128 bytes.
 var ErrBadKey = errors.New("mdns: metadata key cannot be carried in a TXT record")
 
 // Node is what a TXT record carries.
@@ -71,8 +76,13 @@ func Encode(s *resolver.Service, n resolver.Node, ttlSeconds int) ([]string, int
 		base = append(base, kv{"s." + k, s.Metadata[k]})
 	}
 	for _, e := range base {
-		if strings.Contains(e.k, "=") {
+		switch {
+		case strings.Contains(e.k, "="):
 			return nil, 0, fmt.Errorf("%w: node %q of %q: key %q holds '='", ErrBadKey, n.ID, s.Name, e.k[2:])
+		case len(e.k) > maxKey:
+			return nil, 0, fmt.Errorf("%w: node %q of %q: key %.20q... is %d bytes, limit %d", ErrBadKey, n.ID, s.Name, e.k[2:], len(e.k)-2, maxKey-2)
+		case len(e.k)+len(e.v) >= Budget:
+			return nil, 0, fmt.Errorf("%w: node %q of %q: value of %q is %d bytes, limit %d", ErrTooLarge, n.ID, s.Name, e.k, len(e.v), Budget)
 		}
 	}
 	out := split(base)
@@ -143,6 +153,7 @@ func Decode(strs []string) (*Node, error) {
 	parts := map[string][]part{}
 	var order []string
 	var endpoints []string
+	lastPart := -1 // of the last endpoint; -1 when it was not split
 	for _, s := range strs {
 		k, v, ok := strings.Cut(unescape(s), "=")
 		if !ok {
@@ -158,8 +169,19 @@ func Decode(strs []string) (*Node, error) {
 			}
 			k, idx = k[:i], n
 		}
-		if k == "e" && idx < 0 {
-			endpoints = append(endpoints, v)
+		if k == "e" {
+			// Every endpoint is its own entry, and a split one's parts
+			// come in order: "e#0" starts an endpoint, "e#1" and on
+			// continue it.
+			switch {
+			case idx <= 0:
+				endpoints = append(endpoints, v)
+			case idx == lastPart+1:
+				endpoints[len(endpoints)-1] += v
+			default:
+				return nil, fmt.Errorf("mdns: TXT endpoint part e#%d out of order", idx)
+			}
+			lastPart = idx
 			continue
 		}
 		if _, seen := parts[k]; !seen {
@@ -174,10 +196,6 @@ func Decode(strs []string) (*Node, error) {
 		var b strings.Builder
 		for _, p := range ps {
 			b.WriteString(p.v)
-		}
-		if k == "e" { // a split endpoint
-			endpoints = append(endpoints, b.String())
-			continue
 		}
 		val[k] = b.String()
 	}
