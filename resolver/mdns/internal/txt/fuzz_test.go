@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -98,7 +99,7 @@ func FuzzDecode(f *testing.F) {
 		if len(n.Service.Nodes) != 1 {
 			t.Fatalf("Decode gave %d nodes, want 1", len(n.Service.Nodes))
 		}
-		if n.TTL <= 0 {
+		if n.TTL <= 0 || n.TTL > MaxTTL || time.Duration(n.TTL)*time.Second <= 0 {
 			t.Fatalf("Decode gave TTL %d", n.TTL)
 		}
 		again, dropped, err := Encode(n.Service, n.Service.Nodes[0], n.TTL)

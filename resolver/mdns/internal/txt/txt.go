@@ -37,6 +37,10 @@ import (
 // (each string costs its length plus one).
 const Budget = 1300
 
+// MaxTTL is the longest TTL Decode accepts, in seconds: DNS's own limit
+// (RFC 2181 §8), and far from overflowing a time.Duration.
+const MaxTTL = 1<<31 - 1
+
 // maxString is the longest TXT string.
 const maxString = 255
 
@@ -203,8 +207,8 @@ func Decode(strs []string) (*Node, error) {
 		return nil, errors.New("mdns: TXT record lacks svc, id or a")
 	}
 	ttl, err := strconv.Atoi(val["ttl"])
-	if err != nil || ttl <= 0 {
-		return nil, fmt.Errorf("mdns: bad ttl %q", val["ttl"])
+	if err != nil || ttl <= 0 || ttl > MaxTTL {
+		return nil, fmt.Errorf("mdns: bad ttl %q (want 1 to %d seconds)", val["ttl"], MaxTTL)
 	}
 	s := &resolver.Service{Name: val["svc"], Version: val["v"]}
 	node := resolver.Node{ID: val["id"], Address: val["a"], HealthService: val["h"]}
