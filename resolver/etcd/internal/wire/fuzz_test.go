@@ -64,6 +64,10 @@ func FuzzDecode(f *testing.F) {
 		}
 		again, err := Encode(s, s.Nodes[0])
 		if err != nil {
+			// What came from JSON is UTF-8; the key's names may not be.
+			if errors.Is(err, resolver.ErrInvalidService) && (!utf8.ValidString(service) || !utf8.ValidString(id)) {
+				return
+			}
 			t.Fatalf("Encode of a decoded node: %v", err)
 		}
 		s2, err := Decode(again, service, id)
@@ -77,18 +81,20 @@ func FuzzDecode(f *testing.F) {
 }
 
 // FuzzRoundTrip encodes a node as Register does and decodes it as the
-// registry and etcd's own naming resolver do: every valid node (with UTF-8
-// strings: JSON carries nothing else) comes back as it was, and etcd's
-// resolver reads its address.
+// registry and etcd's own naming resolver do: every valid node comes back
+// as it was, and etcd's resolver reads its address; or, when a string is
+// not UTF-8 (JSON carries nothing else), Encode refuses it with
+// ErrInvalidService.
 func FuzzRoundTrip(f *testing.F) {
 	f.Add("greeter", "v1", "n1", "127.0.0.1:1", "greeter", "zone", "a", "team", "core", "/greeter.Greeter/Hello", "k", "v", byte(3))
 	f.Add("z\u00fcrich", "", "n\u2028", "[::1]:1", "", "", "", "", "", "", "", "", byte(0))
 	f.Add("s", "\"", "n", "h:1", "<>&", "", "\x00", "id", "service", "e", "", "", byte(1))
+	f.Add("s", "", "n\xfc", "h:1", "", "", "", "", "", "", "", "", byte(0))
+	f.Add("s", "", "n", "h:1", "", "", "", "", "", "/e", "k", "\xff", byte(0))
 	f.Fuzz(func(t *testing.T, name, version, id, addr, health, mk, mv, sk, sv, ep, ek, ev string, flags byte) {
+		allUTF8 := true
 		for _, s := range []string{name, version, id, addr, health, mk, mv, sk, sv, ep, ek, ev} {
-			if !utf8.ValidString(s) {
-				return
-			}
+			allUTF8 = allUTF8 && utf8.ValidString(s)
 		}
 		s := &resolver.Service{Name: name, Version: version, Nodes: []resolver.Node{{ID: id, Address: addr, HealthService: health}}}
 		if mk != "" || mv != "" {
@@ -108,6 +114,12 @@ func FuzzRoundTrip(f *testing.F) {
 			return
 		}
 		value, err := Encode(s, s.Nodes[0])
+		if !allUTF8 {
+			if !errors.Is(err, resolver.ErrInvalidService) {
+				t.Fatalf("Encode of a node with a string that is not UTF-8 = %s, %v; want ErrInvalidService", value, err)
+			}
+			return
+		}
 		if err != nil {
 			t.Fatalf("Encode: %v", err)
 		}
