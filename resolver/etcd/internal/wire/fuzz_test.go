@@ -92,10 +92,6 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add("s", "", "n\xfc", "h:1", "", "", "", "", "", "", "", "", byte(0))
 	f.Add("s", "", "n", "h:1", "", "", "", "", "", "/e", "k", "\xff", byte(0))
 	f.Fuzz(func(t *testing.T, name, version, id, addr, health, mk, mv, sk, sv, ep, ek, ev string, flags byte) {
-		allUTF8 := true
-		for _, s := range []string{name, version, id, addr, health, mk, mv, sk, sv, ep, ek, ev} {
-			allUTF8 = allUTF8 && utf8.ValidString(s)
-		}
 		s := &resolver.Service{Name: name, Version: version, Nodes: []resolver.Node{{ID: id, Address: addr, HealthService: health}}}
 		if mk != "" || mv != "" {
 			s.Nodes[0].Metadata = map[string]string{mk: mv}
@@ -112,6 +108,14 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		if s.Validate() != nil {
 			return
+		}
+		used := []string{name, version, id, addr, health}
+		if ep != "" {
+			used = append(used, ep, ek, ev)
+		}
+		allUTF8 := true
+		for _, str := range append(used, mk, mv, sk, sv) {
+			allUTF8 = allUTF8 && utf8.ValidString(str)
 		}
 		value, err := Encode(s, s.Nodes[0])
 		if !allUTF8 {
