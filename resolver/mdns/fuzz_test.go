@@ -1,16 +1,20 @@
 package mdns
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/miekg/dns"
 
+	"github.com/microgrpc/microgrpc/internal/netns"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/mdns/internal/txt"
 )
@@ -195,4 +199,43 @@ func FuzzAnswer(f *testing.F) {
 			t.Fatalf("after its goodbye the browser still reports %d nodes of %q", len(got), name)
 		}
 	})
+}
+
+// TestAnyBytesOverTheNetwork registers, through zeroconf, a node whose
+// data holds UTF-8, quotes and backslashes, and finds it as it was: TXT
+// strings used to arrive as miekg/dns's escapes ("z\\195\\188rich").
+func TestAnyBytesOverTheNetwork(t *testing.T) {
+	if !netns.Inside() {
+		t.Fatal("refusing to multicast outside the private network namespace")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := NewRegistry(WithQueryInterval(400*time.Millisecond), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s := &resolver.Service{Name: "caf\u00e9", Version: "v\u00e9", Metadata: map[string]string{"q": `a"b\c\065`},
+		Endpoints: []resolver.Endpoint{{Name: "/caf\u00e9.Caf\u00e9/H\u00e9llo"}},
+		Nodes:     []resolver.Node{{ID: "n\u00e9", Address: "127.0.0.1:9", Metadata: map[string]string{"zone": "z\u00fcrich", "k#1": "\x01\x7f"}}}}
+	if err := r.Register(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, err := r.GetService(ctx, s.Name)
+		if err == nil {
+			if diff := cmp.Diff(got, []*resolver.Service{s}); diff != "" {
+				t.Fatalf("found another node than registered (-got +want) %s", diff)
+			}
+			return
+		}
+		if !errors.Is(err, resolver.ErrNotFound) {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("node not found: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
