@@ -64,8 +64,9 @@ type Node struct {
 }
 
 // Encode returns the TXT strings for node n of s, and how many endpoints
-// had to be dropped to fit.
+// had to be dropped to fit. A TTL over MaxTTL is written as MaxTTL.
 func Encode(s *resolver.Service, n resolver.Node, ttlSeconds int) ([]string, int, error) {
+	ttlSeconds = min(ttlSeconds, MaxTTL)
 	base := []kv{{"svc", s.Name}, {"id", n.ID}, {"a", n.Address}, {"ttl", strconv.Itoa(ttlSeconds)}}
 	if s.Version != "" {
 		base = append(base, kv{"v", s.Version})
