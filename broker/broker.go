@@ -304,7 +304,8 @@ func NewSubscribeOptions(opts ...SubscribeOption) SubscribeOptions {
 }
 
 // ValidateTopic checks a topic: not empty, no spaces, no '/' (topics are
-// also registry names), no NATS wildcards.
+// also registry names), no NATS wildcards, and no empty '.'-separated
+// token (".a", "a..b", "a.": NATS refuses such subjects).
 func ValidateTopic(topic string) error {
 	if topic == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidTopic)
@@ -316,6 +317,8 @@ func ValidateTopic(topic string) error {
 		switch c := topic[i]; {
 		case c == '/' || c == '*' || c == '>':
 			return fmt.Errorf("%w: %q contains '/', '*' or '>'", ErrInvalidTopic, topic)
+		case c == '.' && (i == 0 || i == len(topic)-1 || topic[i-1] == '.'):
+			return fmt.Errorf("%w: %q has an empty '.'-separated token", ErrInvalidTopic, topic)
 		case c <= ' ' || c >= 0x7f:
 			plain = false
 		}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/microgrpc/microgrpc/resolver"
 )
@@ -38,12 +39,43 @@ type Node struct {
 	HealthService   string              `json:"healthService,omitempty"`
 }
 
-// Encode returns the value stored for node n of s.
+// Encode returns the value stored for node n of s. Every string must be
+// UTF-8, which is all JSON carries: encoding/json would replace other
+// bytes, and a node whose id or service name changed so would no longer
+// match its key, nor be found.
 func Encode(s *resolver.Service, n resolver.Node) ([]byte, error) {
+	if err := checkUTF8(s, n); err != nil {
+		return nil, err
+	}
 	return json.Marshal(Update{Op: OpAdd, Addr: n.Address, Metadata: Node{
 		ID: n.ID, Service: s.Name, Version: s.Version, Metadata: n.Metadata,
 		ServiceMetadata: s.Metadata, Endpoints: s.Endpoints, HealthService: n.HealthService,
 	}})
+}
+
+// checkUTF8 returns a resolver.ErrInvalidService error naming each string
+// of node n of s that is not UTF-8, or nil.
+func checkUTF8(s *resolver.Service, n resolver.Node) error {
+	check := func(what, v string) error {
+		if utf8.ValidString(v) {
+			return nil
+		}
+		return fmt.Errorf("%w: %s %q of node %q of %q is not UTF-8, which etcd records (JSON) cannot carry", resolver.ErrInvalidService, what, v, n.ID, s.Name)
+	}
+	errs := []error{check("service name", s.Name), check("version", s.Version), check("node id", n.ID),
+		check("address", n.Address), check("health service", n.HealthService)}
+	for _, md := range []map[string]string{s.Metadata, n.Metadata} {
+		for k, v := range md {
+			errs = append(errs, check("metadata key", k), check("metadata value", v))
+		}
+	}
+	for _, e := range s.Endpoints {
+		errs = append(errs, check("endpoint", e.Name))
+		for k, v := range e.Metadata {
+			errs = append(errs, check("endpoint metadata key", k), check("endpoint metadata value", v))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ErrMalformed is wrapped by Decode's errors.

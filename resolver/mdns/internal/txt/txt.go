@@ -13,6 +13,12 @@
 // endpoints are dropped first (clients do not need them to call the
 // service); Encode reports how many. If the record still does not fit,
 // Encode fails: the node's metadata is too large for mDNS.
+//
+// The strings are in the form github.com/miekg/dns keeps TXT strings in,
+// which zeroconf hands them to and the browser receives them in: '"' and
+// '\' are escaped with '\', and bytes outside printable ASCII are written
+// \DDD. Encode escapes and Decode unescapes, so any bytes (UTF-8 included)
+// travel as they are. A metadata key cannot hold '=' (RFC 6763 §6.4).
 package txt
 
 import (
@@ -31,12 +37,25 @@ import (
 // (each string costs its length plus one).
 const Budget = 1300
 
+// MaxTTL is the longest TTL Decode accepts, in seconds: DNS's own limit
+// (RFC 2181 §8), and far from overflowing a time.Duration.
+const MaxTTL = 1<<31 - 1
+
 // maxString is the longest TXT string.
 const maxString = 255
+
+// maxKey is the longest key (with its "m." or "s." prefix), so that every
+// part of a split entry has room for its value: RFC 6763 §6.4 asks for
+// keys of at most nine bytes.
+const maxKey = 130
 
 // ErrTooLarge is returned when a node does not fit in Budget even without
 // endpoints.
 var ErrTooLarge = errors.New("mdns: node data too large for a TXT record")
+
+// ErrBadKey is returned for a metadata key that a TXT string cannot carry:
+// one holding '=' or longer than 128 bytes.
+var ErrBadKey = errors.New("mdns: metadata key cannot be carried in a TXT record")
 
 // Node is what a TXT record carries.
 type Node struct {
@@ -45,8 +64,9 @@ type Node struct {
 }
 
 // Encode returns the TXT strings for node n of s, and how many endpoints
-// had to be dropped to fit.
+// had to be dropped to fit. A TTL over MaxTTL is written as MaxTTL.
 func Encode(s *resolver.Service, n resolver.Node, ttlSeconds int) ([]string, int, error) {
+	ttlSeconds = min(ttlSeconds, MaxTTL)
 	base := []kv{{"svc", s.Name}, {"id", n.ID}, {"a", n.Address}, {"ttl", strconv.Itoa(ttlSeconds)}}
 	if s.Version != "" {
 		base = append(base, kv{"v", s.Version})
@@ -59,6 +79,16 @@ func Encode(s *resolver.Service, n resolver.Node, ttlSeconds int) ([]string, int
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Metadata)) {
 		base = append(base, kv{"s." + k, s.Metadata[k]})
+	}
+	for _, e := range base {
+		switch {
+		case strings.Contains(e.k, "="):
+			return nil, 0, fmt.Errorf("%w: node %q of %q: key %q holds '='", ErrBadKey, n.ID, s.Name, e.k[2:])
+		case len(e.k) > maxKey:
+			return nil, 0, fmt.Errorf("%w: node %q of %q: key %.20q... is %d bytes, limit %d", ErrBadKey, n.ID, s.Name, e.k[2:], len(e.k)-2, maxKey-2)
+		case len(e.k)+len(e.v) >= Budget:
+			return nil, 0, fmt.Errorf("%w: node %q of %q: value of %q is %d bytes, limit %d", ErrTooLarge, n.ID, s.Name, e.k, len(e.v), Budget)
+		}
 	}
 	out := split(base)
 	if size(out) > Budget {
@@ -79,6 +109,9 @@ func Encode(s *resolver.Service, n resolver.Node, ttlSeconds int) ([]string, int
 			break
 		}
 		out = append(out, strs...)
+	}
+	for i, str := range out {
+		out[i] = escape(str)
 	}
 	return out, dropped, nil
 }
@@ -125,21 +158,35 @@ func Decode(strs []string) (*Node, error) {
 	parts := map[string][]part{}
 	var order []string
 	var endpoints []string
+	lastPart := -1 // of the last endpoint; -1 when it was not split
 	for _, s := range strs {
-		k, v, ok := strings.Cut(s, "=")
+		k, v, ok := strings.Cut(unescape(s), "=")
 		if !ok {
 			continue // a boolean attribute: not ours
 		}
 		idx := -1
-		if base, n, isPart := strings.Cut(k, "#"); isPart {
-			i, err := strconv.Atoi(n)
+		// The part number follows the last '#': a metadata key may hold
+		// '#' itself (Encode always splits such a key into parts).
+		if i := strings.LastIndexByte(k, '#'); i >= 0 {
+			n, err := strconv.Atoi(k[i+1:])
 			if err != nil {
 				return nil, fmt.Errorf("mdns: bad TXT part key %q", k)
 			}
-			k, idx = base, i
+			k, idx = k[:i], n
 		}
-		if k == "e" && idx < 0 {
-			endpoints = append(endpoints, v)
+		if k == "e" {
+			// Every endpoint is its own entry, and a split one's parts
+			// come in order: "e#0" starts an endpoint, "e#1" and on
+			// continue it.
+			switch {
+			case idx <= 0:
+				endpoints = append(endpoints, v)
+			case idx == lastPart+1:
+				endpoints[len(endpoints)-1] += v
+			default:
+				return nil, fmt.Errorf("mdns: TXT endpoint part e#%d out of order", idx)
+			}
+			lastPart = idx
 			continue
 		}
 		if _, seen := parts[k]; !seen {
@@ -155,18 +202,14 @@ func Decode(strs []string) (*Node, error) {
 		for _, p := range ps {
 			b.WriteString(p.v)
 		}
-		if k == "e" { // a split endpoint
-			endpoints = append(endpoints, b.String())
-			continue
-		}
 		val[k] = b.String()
 	}
 	if val["svc"] == "" || val["id"] == "" || val["a"] == "" {
 		return nil, errors.New("mdns: TXT record lacks svc, id or a")
 	}
 	ttl, err := strconv.Atoi(val["ttl"])
-	if err != nil || ttl <= 0 {
-		return nil, fmt.Errorf("mdns: bad ttl %q", val["ttl"])
+	if err != nil || ttl <= 0 || ttl > MaxTTL {
+		return nil, fmt.Errorf("mdns: bad ttl %q (want 1 to %d seconds)", val["ttl"], MaxTTL)
 	}
 	s := &resolver.Service{Name: val["svc"], Version: val["v"]}
 	node := resolver.Node{ID: val["id"], Address: val["a"], HealthService: val["h"]}
@@ -193,5 +236,54 @@ func Decode(strs []string) (*Node, error) {
 			ClientStreaming: strings.Contains(flags, "c"), ServerStreaming: strings.Contains(flags, "s")})
 	}
 	s.Nodes = []resolver.Node{node}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("mdns: TXT record of an invalid node: %w", err)
+	}
 	return &Node{Service: s, TTL: ttl}, nil
 }
+
+// escape writes a TXT string as github.com/miekg/dns unpacks it from the
+// wire (and packs it back with unescape's rules).
+func escape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < ' ' || c > '~':
+			fmt.Fprintf(&b, "\\%03d", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// unescape returns the bytes a TXT string stands for, as github.com/miekg/dns
+// packs it: \DDD is the byte DDD, '\' and another byte is that byte, and
+// a '\' that ends the string is dropped.
+func unescape(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			b = append(b, s[i])
+			continue
+		}
+		i++
+		switch {
+		case i == len(s):
+		case i+2 < len(s) && isDigit(s[i]) && isDigit(s[i+1]) && isDigit(s[i+2]):
+			b = append(b, (s[i]-'0')*100+(s[i+1]-'0')*10+(s[i+2]-'0'))
+			i += 2
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
