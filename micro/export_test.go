@@ -27,3 +27,10 @@ func (s *Service) SettingsForTest() Settings {
 		MDNSInterfaces: s.opts.mdnsInterfaces,
 	}
 }
+
+// SetRequestWaitForTest sets the wait of the request memory bound of the
+// services started from now on; restore puts the default back.
+func SetRequestWaitForTest(d time.Duration) (restore func()) {
+	requestWait = d
+	return func() { requestWait = DefaultRequestWait }
+}

@@ -3,13 +3,16 @@ package micro
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/tap"
 
+	"github.com/microgrpc/microgrpc/codec"
 	"github.com/microgrpc/microgrpc/internal/grpclimits"
 	"github.com/microgrpc/microgrpc/internal/reqmem"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -25,11 +28,18 @@ func (s *Service) serverOptionsLocked() ([]grpc.ServerOption, error) {
 		// First, so that credentials in WithGRPCServerOptions win.
 		opts = append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(src.ServerConfig("h2")))}, opts...)
 	}
-	if s.opts.strictCodec {
-		opts = append(opts, strictCodecOption())
-	}
+	// grpc-go takes one tap handle: the codec check runs the gate's.
+	var memTap tap.ServerInHandle
 	if s.opts.requestMemory > 0 {
-		opts = append(opts, ServerRequestMemory(s.opts.requestMemory)...)
+		gate := newRequestGate(s.opts.requestMemory)
+		opts = append(opts, requestGateOptions(gate)...)
+		memTap = gate.Tap
+	}
+	switch {
+	case s.opts.strictCodec:
+		opts = append(opts, grpc.InTapHandle(codec.StrictServerTap(memTap)))
+	case memTap != nil:
+		opts = append(opts, grpc.InTapHandle(memTap))
 	}
 	opts = append(opts, s.opts.serverOpts...)
 	unary, stream := s.opts.unaryServer, s.opts.streamServer
@@ -117,6 +127,17 @@ const DefaultStreamWorkers = 32
 // and more only as they arrive smaller.
 const DefaultMaxRequestMemory = 32 << 20
 
+// DefaultRequestWait is how long a connection may keep the request
+// memory bound waiting, holding room for requests it does not deliver,
+// while a connection that holds less waits (ServerRequestMemory): then its
+// oldest reservation is taken back and that call cancelled. Long enough
+// for a 4 MiB request at 7 Mbit/s, or under the race detector on a busy
+// machine; far longer than any request takes on a local network.
+const DefaultRequestWait = 5 * time.Second
+
+// requestWait is DefaultRequestWait but in tests.
+var requestWait = DefaultRequestWait
+
 // ServerRequestMemory returns the options that bound the memory a server
 // holds for requests in flight to about limit bytes of requests (the
 // process holds up to about three times that while it decodes them: the
@@ -132,19 +153,35 @@ const DefaultMaxRequestMemory = 32 << 20
 // turns off grpc-go's growing of windows for what the server receives (a
 // request, once admitted, gets a window of its whole size; a
 // client-streaming call over a long round trip is slower). A program with
-// its own *grpc.Server may pass these to grpc.NewServer. Client-streaming
-// calls are not bounded this way: they read one message at a time.
+// its own *grpc.Server may pass these to grpc.NewServer; they include a
+// tap handle (grpc.InTapHandle, which grpc-go takes only once), so that
+// the bound can cancel a call. Client-streaming calls are not bounded this
+// way: they read one message at a time. Health checks and reflection are
+// never bounded: they answer while the bound is full.
 //
-// A call holds its full reservation from its start until its request has
-// arrived, so limit/DefaultMaxRecvMsgSize calls at a time can be waiting
-// for theirs (8 by default): a request arrives with its call's headers on
-// a local network, but clients a long round trip away that send requests
-// of more than a window hold their reservation that long, and are served
-// that many per round trip. Raise the limit, or turn it off, for them.
+// A reservation is held from a call's start until its request has
+// arrived, and grpc-go tells nothing of a request before all of it came,
+// so a client could hold room with streams that never send one. Three
+// rules keep that from stopping a node: one connection holds at most a
+// quarter of the limit (its further calls wait behind its own); room goes
+// first to the connection that holds least, then to the one that
+// delivered a request last; and a connection that holds more than a
+// waiting call's, and delivered no request for DefaultRequestWait, has
+// its oldest reservation taken back (that call ends Canceled). Streams
+// that never send their request so keep other clients' calls waiting for
+// at most a few times DefaultRequestWait as they start, and then not at
+// all (8, 64 or 1,000 of them on 1 or 10 connections: other calls
+// answered in a few ms); a client that takes longer than that to deliver
+// a request while others wait loses it. A request arrives with its call's
+// headers on a local network, but clients a long round trip away that
+// send requests of more than a window hold their reservation that long,
+// and are served a quarter of the limit per round trip. Raise the limit,
+// or turn it off, for them.
 //
 // A micro service has it on by default (DefaultMaxRequestMemory). Its
 // price is that of any grpc-go stats handler (a handler that does nothing
-// costs as much): with 64 small concurrent calls about 0.9x the calls per
+// costs as much), and of a cancellable context per call for its tap
+// handle, which was not measured apart: with 64 small concurrent calls about 0.9x the calls per
 // second, 1.15x the server's CPU per call. The server's stream workers
 // (DefaultStreamWorkers) save about that: a service with its defaults
 // measured 0.96-1.0x raw grpc-go's calls per second with 64 callers and
@@ -152,8 +189,18 @@ const DefaultMaxRequestMemory = 32 << 20
 // ./bench). grpc-go has no cheaper point that sees a request before it is
 // read.
 func ServerRequestMemory(limit int64) []grpc.ServerOption {
+	gate := newRequestGate(limit)
+	return append(requestGateOptions(gate), grpc.InTapHandle(gate.Tap))
+}
+
+func newRequestGate(limit int64) *reqmem.Gate {
+	return reqmem.New(limit, DefaultMaxRecvMsgSize, requestWait)
+}
+
+// requestGateOptions are ServerRequestMemory's options but the tap handle.
+func requestGateOptions(gate *reqmem.Gate) []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.StatsHandler(reqmem.New(limit, DefaultMaxRecvMsgSize)),
+		grpc.StatsHandler(gate),
 		grpc.InitialWindowSize(64 << 10),
 		grpc.InitialConnWindowSize(16 << 20),
 	}

@@ -258,6 +258,12 @@ func (s *Service) validate() error {
 	if err := resolver.ValidateName(s.opts.name); err != nil {
 		return fmt.Errorf("micro: %w (set one with micro.WithName)", err)
 	}
+	if t := s.opts.tls; s.ownsServer() && t.CAFile != "" && t.CertFile == "" && t.KeyFile == "" {
+		// Every handshake would fail with "no certificate to serve".
+		return errors.New("micro: TLS: a service that serves needs its certificate and key " +
+			"(--tls_cert_file and --tls_key_file, or micro.WithTLS): only a CA file (--tls_ca_file) is set, " +
+			"which is enough to call services (Dial) but not to serve")
+	}
 	if s.opts.registerTTL > 0 && s.opts.registerInterval >= s.opts.registerTTL {
 		return fmt.Errorf("micro: register interval %s must be shorter than the register TTL %s",
 			s.opts.registerInterval, s.opts.registerTTL)

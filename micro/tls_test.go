@@ -18,6 +18,7 @@ import (
 	"github.com/microgrpc/microgrpc/interceptors/auth"
 	"github.com/microgrpc/microgrpc/internal/certs"
 	"github.com/microgrpc/microgrpc/internal/certs/certstest"
+	"github.com/microgrpc/microgrpc/internal/greetertest"
 	"github.com/microgrpc/microgrpc/micro"
 	"github.com/microgrpc/microgrpc/micro/pubsub"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
@@ -277,5 +278,54 @@ func TestTLSWithNATS(t *testing.T) {
 	anon := newClient(t, reg, micro.WithTLS("", "", p.client.CA), brokerOpt)
 	if err := pubsub.NewPublisher("nats-tls", anon).Publish(testCtx(t), &pb.Event{Id: "anon"}); err == nil {
 		t.Fatal("a publisher without a client certificate reached the NATS server")
+	}
+}
+
+// A service that would serve with only a CA file, no certificate of its
+// own, is refused at Run with an error naming the flags, and registers
+// nothing (before, it registered, said "service started", and failed
+// every handshake); a service that only calls others needs no more than
+// the CA.
+func TestTLSServingNeedsACertificate(t *testing.T) {
+	p := newPKI(t, "serving-ca")
+	reg := memory.NewRegistry()
+	// A server that asks for no client certificate (no CA file of its own).
+	startService(t, reg, "greeter", micro.WithTLS(p.server.Cert, p.server.Key, ""))
+
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	caOnly := micro.NewService(micro.WithName("greeter"), micro.WithRegistry(reg), micro.WithContext(ctx),
+		micro.WithAddress("127.0.0.1:0"), micro.WithTLS("", "", p.server.CA), micro.WithLogger(quietLogger))
+	defer caOnly.Close()
+	pb.RegisterGreeterServer(caOnly.Server(), &greetertest.Server{Node: caOnly.ID()})
+	ran := make(chan error, 1)
+	go func() { ran <- caOnly.Run() }()
+	var err error
+	select {
+	case err = <-ran:
+	case <-time.After(2 * time.Second):
+		cancel()
+		<-ran
+		t.Fatal("a service with only a CA file ran")
+	}
+	if err == nil || !strings.Contains(err.Error(), "--tls_cert_file") || !strings.Contains(err.Error(), "--tls_key_file") {
+		t.Fatalf("Run with only a CA file = %v, want an error naming --tls_cert_file and --tls_key_file", err)
+	}
+	nodes, err := reg.GetService(testCtx(t), "greeter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(nodes); n != 1 || len(nodes[0].Nodes) != 1 {
+		t.Fatalf("registered after the refused Run: %+v, want the one TLS server", nodes)
+	}
+
+	client := micro.NewService(micro.WithName("client"), micro.WithRegistry(reg), micro.WithTLS("", "", p.server.CA))
+	defer client.Close()
+	cc, err := client.Conn("greeter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.NewGreeterClient(cc).Hello(testCtx(t), &pb.Request{Name: "ca only"}); err != nil {
+		t.Fatalf("a client with only the CA: %v", err)
 	}
 }

@@ -1,11 +1,6 @@
 package micro
 
-import (
-	"google.golang.org/grpc"
-
-	"github.com/microgrpc/microgrpc/balancer/randomhash"
-	"github.com/microgrpc/microgrpc/codec"
-)
+import "github.com/microgrpc/microgrpc/balancer/randomhash"
 
 // serviceConfig selects go-micro's selector: random (or hashed) balancing,
 // retry of UNAVAILABLE on another node, client health checks.
@@ -16,6 +11,3 @@ func (s *Service) serviceConfig() string {
 	}
 	return randomhash.ServiceConfig(opts...)
 }
-
-// strictCodecOption refuses calls whose content-subtype has no codec.
-func strictCodecOption() grpc.ServerOption { return grpc.InTapHandle(codec.StrictServerTap(nil)) }
