@@ -1,0 +1,7 @@
+package gateway
+
+import "net/http"
+
+func (g *Gateway) serveDashboard(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, g.state.snapshot())
+}
