@@ -104,14 +104,23 @@ func startGateway(t *testing.T, reg resolver.Registry, opts ...gateway.Option) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(gw)
-	srv.EnableHTTP2 = true
-	srv.Start()
+	srv := httptest.NewServer(gw)
 	t.Cleanup(func() {
 		srv.Close()
 		gw.Close()
 	})
 	return gw, srv
+}
+
+// serveTLS serves gw over TLS with HTTP/2 too (bidirectional streams and
+// gRPC need it); srv.Client() trusts it.
+func serveTLS(t *testing.T, gw *gateway.Gateway) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(gw)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // post sends body to the gateway and returns the answer and its body.
