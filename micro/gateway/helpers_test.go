@@ -38,6 +38,24 @@ type node struct {
 // startNode runs a greeter node named name in reg until cleanup (or stop).
 func startNode(t *testing.T, reg resolver.Registry, name string, hook func(context.Context, *pb.Request) error, opts ...micro.Option) *node {
 	t.Helper()
+	return startNodeSetup(t, reg, name, hook, nil, opts...)
+}
+
+// startSubscriber runs a greeter node that also subscribes to topic, on
+// the http broker at 127.0.0.1.
+func startSubscriber(t *testing.T, reg resolver.Registry, name, topic string) *node {
+	t.Helper()
+	return startNodeSetup(t, reg, name, nil, func(svc *micro.Service) {
+		if err := micro.RegisterSubscriber(topic, svc, func(context.Context, *pb.Event) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}, micro.WithBrokerPlugin("http", "127.0.0.1:0"))
+}
+
+// startNodeSetup is startNode with setup run on the service before it
+// starts.
+func startNodeSetup(t *testing.T, reg resolver.Registry, name string, hook func(context.Context, *pb.Request) error, setup func(*micro.Service), opts ...micro.Option) *node {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{})
 	done := make(chan struct{})
@@ -48,6 +66,9 @@ func startNode(t *testing.T, reg resolver.Registry, name string, hook func(conte
 		micro.WithAfterStart(func(context.Context) error { close(started); return nil }),
 	}, opts...)...)
 	pb.RegisterGreeterServer(svc.Server(), &greetertest.Server{Node: svc.ID(), Hook: hook})
+	if setup != nil {
+		setup(svc)
+	}
 	go func() {
 		defer close(done)
 		if err := svc.Run(); err != nil {

@@ -30,8 +30,8 @@ type Node struct {
 	Metadata map[string]string `json:"metadata"`
 	// Health is what the node's health service last said (SERVING,
 	// NOT_SERVING, SERVICE_UNKNOWN), or UNIMPLEMENTED, UNREACHABLE,
-	// CHECKING.
-	Health string `json:"health"`
+	// CHECKING; nothing for a topic's subscriber.
+	Health string `json:"health,omitempty"`
 
 	healthService string
 }
@@ -152,7 +152,11 @@ func (s *state) refresh(ctx context.Context, name string) {
 				node.Metadata = map[string]string{}
 			}
 			key := name + "/" + n.ID
-			if o, ok := old[n.ID]; ok && o.Address == n.Address && o.healthService == n.HealthService {
+			if _, topic := topicOf(name); topic {
+				// A subscription's record names the broker's endpoint,
+				// not a gRPC server with a health service.
+				node.Health = ""
+			} else if o, ok := old[n.ID]; ok && o.Address == n.Address && o.healthService == n.HealthService {
 				node.Health = o.Health
 			} else {
 				if cancel, ok := s.health[key]; ok {
@@ -167,8 +171,10 @@ func (s *state) refresh(ctx context.Context, name string) {
 	}
 	for id := range old {
 		if _, ok := nodes[id]; !ok {
-			s.health[name+"/"+id]()
-			delete(s.health, name+"/"+id)
+			if cancel, ok := s.health[name+"/"+id]; ok {
+				cancel()
+				delete(s.health, name+"/"+id)
+			}
 		}
 	}
 	if len(nodes) == 0 {
