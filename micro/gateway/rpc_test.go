@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/microgrpc/microgrpc/micro"
 	"github.com/microgrpc/microgrpc/micro/gateway"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver/memory"
@@ -148,10 +149,16 @@ func TestConnectGRPCWebAndGRPC(t *testing.T) {
 	}
 }
 
-// The Connect protocol's own errors: a deadline, a service unknown.
+// The Connect protocol's errors: a service unknown, invalid JSON, a
+// service without reflection.
 func TestConnectErrors(t *testing.T) {
 	e := newEnv(t)
-	rsp, body := post(t, e.srv.URL+"/nosuch/greeter.Greeter/Hello", "application/json", `{}`, "Connect-Protocol-Version", "1")
+	startNode(t, e.reg, "bare", nil, micro.WithReflection(false))
+	rsp, body := post(t, e.srv.URL+"/bare/greeter.Greeter/Hello", "application/json", `{}`, "Connect-Protocol-Version", "1")
+	if rsp.StatusCode != http.StatusNotImplemented || !strings.Contains(body, `service \"bare\"`) {
+		t.Fatalf("a service without reflection: %s %s", rsp.Status, body)
+	}
+	rsp, body = post(t, e.srv.URL+"/nosuch/greeter.Greeter/Hello", "application/json", `{}`, "Connect-Protocol-Version", "1")
 	if rsp.StatusCode != http.StatusNotFound || !strings.Contains(body, `"not_found"`) {
 		t.Fatalf("unknown service: %s %s", rsp.Status, body)
 	}
