@@ -37,17 +37,11 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status.Errorf(codes.InvalidArgument, "gateway: %s %s: JSON by name takes POST", r.Method, r.URL.Path), http.StatusMethodNotAllowed)
 		return
 	}
-	ctx, cancel, err := g.callContext(r)
-	if err != nil {
-		writeError(w, err, 0)
+	ctx, cancel, b, ok := g.begin(w, r, name)
+	if !ok {
 		return
 	}
 	defer cancel()
-	b, err := g.backend(ctx, name)
-	if err != nil {
-		writeError(w, err, 0)
-		return
-	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		writeBodyError(w, err)
@@ -159,6 +153,23 @@ func serviceErr(name string, err error) error {
 		msg = fmt.Sprintf("service %q: %s", name, msg)
 	}
 	return status.Error(st.Code(), msg)
+}
+
+// begin starts serving a call of a registry service: the call's context
+// and the service's backend, or false once the error is answered.
+func (g *Gateway) begin(w http.ResponseWriter, r *http.Request, name string) (context.Context, context.CancelFunc, *backend, bool) {
+	ctx, cancel, err := g.callContext(r)
+	if err != nil {
+		writeError(w, err, 0)
+		return nil, nil, nil, false
+	}
+	b, err := g.backend(ctx, name)
+	if err != nil {
+		cancel()
+		writeError(w, err, 0)
+		return nil, nil, nil, false
+	}
+	return ctx, cancel, b, true
 }
 
 // callContext is the request's context with the call's deadline and the

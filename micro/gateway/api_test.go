@@ -12,14 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/microgrpc/microgrpc/micro"
 	"github.com/microgrpc/microgrpc/micro/gateway"
-	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
 
@@ -100,15 +96,8 @@ func TestJSONByNameStreams(t *testing.T) {
 // Connect error body, and keeps serving.
 func TestJSONByNameErrors(t *testing.T) {
 	reg := memory.NewRegistry()
-	slow := func(ctx context.Context, req *pb.Request) error {
-		if req.GetName() == "slow" {
-			<-ctx.Done()
-			return ctx.Err()
-		}
-		return nil
-	}
-	startNode(t, reg, "greeter", slow)
-	startNode(t, reg, "greeter", slow)
+	startNode(t, reg, "greeter", hook)
+	startNode(t, reg, "greeter", hook)
 	startNode(t, reg, "bare", nil, micro.WithReflection(false))
 	sick := startNode(t, reg, "sick", nil)
 	sick.svc.Health().SetServingStatus("sick", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -156,12 +145,9 @@ func TestJSONByNameErrors(t *testing.T) {
 // CORS is off until origins are given.
 func TestHeadersAndCORS(t *testing.T) {
 	reg := memory.NewRegistry()
-	startNode(t, reg, "greeter", func(ctx context.Context, req *pb.Request) error {
-		md, _ := metadata.FromIncomingContext(ctx)
-		return status.Errorf(codes.FailedPrecondition, "authorization=%q cookie=%q", md.Get("authorization"), md.Get("cookie"))
-	})
+	startNode(t, reg, "greeter", hook)
 	_, srv := startGateway(t, reg)
-	_, body := post(t, srv.URL+"/api/greeter/Greeter.Hello", "application/json", `{}`, "Authorization", "Bearer x", "Cookie", "c=1")
+	_, body := post(t, srv.URL+"/api/greeter/Greeter.Hello", "application/json", `{"name":"md"}`, "Authorization", "Bearer x", "Cookie", "c=1")
 	if !strings.Contains(body, `authorization=[\"Bearer x\"] cookie=[]`) {
 		t.Fatalf("the service saw %s", body)
 	}

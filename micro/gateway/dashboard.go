@@ -130,17 +130,11 @@ type ServiceMethods struct {
 // serveDescribe answers the methods of a registry service, learned by
 // reflection.
 func (g *Gateway) serveDescribe(w http.ResponseWriter, r *http.Request, name string) {
-	ctx, cancel, err := g.callContext(r)
-	if err != nil {
-		writeError(w, err, 0)
+	ctx, cancel, b, ok := g.begin(w, r, name)
+	if !ok {
 		return
 	}
 	defer cancel()
-	b, err := g.backend(ctx, name)
-	if err != nil {
-		writeError(w, err, 0)
-		return
-	}
 	dyn := b.client()
 	names, err := dyn.Services(ctx)
 	if err != nil {

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	"github.com/microgrpc/microgrpc/internal/greetertest"
 	"github.com/microgrpc/microgrpc/micro"
 	"github.com/microgrpc/microgrpc/micro/gateway"
@@ -27,6 +31,20 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// hook is the test nodes' Hello hook: a request named "slow" waits for
+// its deadline; one named "md" fails with the metadata it came with.
+func hook(ctx context.Context, req *pb.Request) error {
+	switch req.GetName() {
+	case "slow":
+		<-ctx.Done()
+		return ctx.Err()
+	case "md":
+		md, _ := metadata.FromIncomingContext(ctx)
+		return status.Errorf(codes.FailedPrecondition, "authorization=%q cookie=%q", md.Get("authorization"), md.Get("cookie"))
+	}
+	return nil
 }
 
 // node is a running greeter node.

@@ -13,10 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/microgrpc/microgrpc/micro"
 	"github.com/microgrpc/microgrpc/micro/gateway"
@@ -171,17 +168,6 @@ func TestConnectErrors(t *testing.T) {
 // A Connect call's deadline and metadata.
 func TestConnectDeadlineAndMetadata(t *testing.T) {
 	reg := memory.NewRegistry()
-	hook := func(ctx context.Context, req *pb.Request) error {
-		if req.GetName() == "slow" {
-			<-ctx.Done()
-			return ctx.Err()
-		}
-		md, _ := metadata.FromIncomingContext(ctx)
-		if req.GetName() == "md" {
-			return status.Errorf(codes.FailedPrecondition, "authorization=%q cookie=%q", md.Get("authorization"), md.Get("cookie"))
-		}
-		return nil
-	}
 	startNode(t, reg, "greeter", hook)
 	_, srv := startGateway(t, reg)
 
