@@ -41,6 +41,32 @@
 // origins. Every request is logged as one slog line. The answer's
 // Micro-Node and Micro-Node-Address headers name the node that served it.
 //
+// # How
+//
+// The gateway follows the whole registry (one watch, re-listed after any
+// error) and each node's gRPC health (one Watch stream per node): that is
+// the dashboard's live view, and how an answer's node is named and an
+// unknown service is a 404 without asking the registry. A service is
+// mapped on its first request: its connection is svc.Dial's, and a
+// [dynamic.Client] learns its descriptors by reflection; for the
+// protocols a [vanguard] transcoder is built from them (a
+// protoregistry.Files per service, which reflection filled). When a node
+// of the service joins, what was learned is dropped and learned again at
+// the next call, since the new node may run a new version.
+//
+// vanguard turns every protocol it takes (REST from the descriptors'
+// google.api.http options, Connect, gRPC-Web, gRPC) into gRPC, and an
+// in-process grpc.Server forwards each call, message by message and
+// unchanged, to the service's connection. It was chosen over
+// grpc-gateway's runtime because it builds the routes from descriptors at
+// run time, which is what a gateway that knows no service in advance
+// has, where grpc-gateway's are generated code per service; and because
+// it speaks the browser protocols too. JSON by name is the gateway's own,
+// on the [dynamic.Client]: one decode and one call, no transcoding.
+//
+// vanguard serves no REST route for a server-streaming method; such
+// methods are streamed by JSON by name and by Connect.
+//
 // # Errors
 //
 // Errors are gRPC statuses mapped to HTTP statuses as Connect (and
@@ -48,4 +74,6 @@
 // {"code":"not_found","message":"..."}: invalid JSON 400, an unknown
 // service or method 404, a body over the limit 413, no healthy node 503,
 // a deadline passed 504, a service without reflection 501 naming it.
+//
+// [vanguard]: https://pkg.go.dev/connectrpc.com/vanguard
 package gateway
