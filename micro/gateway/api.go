@@ -66,7 +66,7 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, serviceErr(name, err), 0)
 		return
 	}
-	g.setNode(w.Header(), name, &p)
+	g.setNode(ctx, w.Header(), name, &p)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(append(rsp, '\n'))
 }
@@ -113,7 +113,7 @@ func (g *Gateway) serveAPIStream(ctx context.Context, w http.ResponseWriter, b *
 		return
 	}
 	if p, ok := peer.FromContext(st.Context()); ok {
-		g.setNode(w.Header(), b.name, p)
+		g.setNode(ctx, w.Header(), b.name, p)
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
@@ -247,13 +247,13 @@ func parseGRPCTimeout(v string) (time.Duration, error) {
 }
 
 // setNode names the node that served a call, from its peer's address.
-func (g *Gateway) setNode(h http.Header, service string, p *peer.Peer) {
+func (g *Gateway) setNode(ctx context.Context, h http.Header, service string, p *peer.Peer) {
 	if p == nil || p.Addr == nil {
 		return
 	}
 	addr := p.Addr.String()
 	h.Set(NodeAddressHeader, addr)
-	if id := g.state.nodeAt(service, addr); id != "" {
+	if id := g.state.nodeAt(ctx, service, addr); id != "" {
 		h.Set(NodeHeader, id)
 	}
 }

@@ -167,7 +167,7 @@ func (g *Gateway) forward(_ any, ss grpc.ServerStream) error {
 		hdr = hdr.Copy()
 		if p, ok := peer.FromContext(cs.Context()); ok && p.Addr != nil {
 			hdr.Set(strings.ToLower(NodeAddressHeader), p.Addr.String())
-			if id := g.state.nodeAt(b.name, p.Addr.String()); id != "" {
+			if id := g.state.nodeAt(ctx, b.name, p.Addr.String()); id != "" {
 				hdr.Set(strings.ToLower(NodeHeader), id)
 			}
 		}

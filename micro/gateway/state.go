@@ -72,7 +72,13 @@ func topicOf(service string) (string, bool) {
 type state struct {
 	g *Gateway
 
+	// refreshMu makes refreshes one at a time, so that an older read of
+	// the registry is never applied after a newer one.
+	refreshMu sync.Mutex
+	missed    map[string]time.Time // service -> last refresh for an unknown peer
+
 	mu       sync.Mutex
+	stopped  bool                        // no health watch starts after run returns
 	services map[string]map[string]*Node // service -> node id -> node
 	health   map[string]context.CancelFunc
 	changed  map[chan struct{}]struct{} // the dashboard's event streams
@@ -80,13 +86,18 @@ type state struct {
 }
 
 func newState(g *Gateway) *state {
-	return &state{g: g, services: map[string]map[string]*Node{}, health: map[string]context.CancelFunc{}, changed: map[chan struct{}]struct{}{}}
+	return &state{g: g, services: map[string]map[string]*Node{}, health: map[string]context.CancelFunc{}, changed: map[chan struct{}]struct{}{}, missed: map[string]time.Time{}}
 }
 
 // run follows the registry until ctx ends: watch, then list, then apply
 // each event; after an error, again after a backoff.
 func (s *state) run(ctx context.Context) {
-	defer s.wg.Wait()
+	defer func() {
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		s.wg.Wait()
+	}()
 	for attempt := 0; ; attempt++ {
 		if err := s.follow(ctx); ctx.Err() != nil {
 			return
@@ -133,9 +144,12 @@ func (s *state) follow(ctx context.Context) error {
 	}
 }
 
-// refresh reads a service's nodes again, and starts and stops their
-// health watches.
+// refresh reads a service's nodes again (within ctx), and starts and
+// stops their health watches (which live until the gateway closes or the
+// node goes).
 func (s *state) refresh(ctx context.Context, name string) {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
 	svcs, err := s.g.reg.GetService(ctx, name)
 	if err != nil && !errors.Is(err, resolver.ErrNotFound) {
 		s.g.opts.logger.Warn("gateway: registry: get service", "service", name, "error", err)
@@ -143,6 +157,9 @@ func (s *state) refresh(ctx context.Context, name string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
 	old := s.services[name]
 	nodes := map[string]*Node{}
 	for _, svc := range svcs {
@@ -162,7 +179,7 @@ func (s *state) refresh(ctx context.Context, name string) {
 				if cancel, ok := s.health[key]; ok {
 					cancel()
 				}
-				hctx, cancel := context.WithCancel(ctx)
+				hctx, cancel := context.WithCancel(s.g.ctx)
 				s.health[key] = cancel
 				s.wg.Go(func() { s.watchHealth(hctx, name, n.ID, n.Address, n.HealthService) })
 			}
@@ -257,8 +274,29 @@ func (s *state) known(name string) bool {
 	return len(s.services[name]) > 0
 }
 
-// nodeAt returns the id of the node of service at addr, or "".
-func (s *state) nodeAt(service, addr string) string {
+// nodeAt returns the id of the node of service at addr, or "". A call
+// may reach a node before the registry watch told the gateway of it (the
+// call's resolver reads the registry on its own): then the service is read
+// again, at most once a second, so that a peer the registry does not name
+// (a node registered by host name) costs no read per call.
+func (s *state) nodeAt(ctx context.Context, service, addr string) string {
+	if id := s.lookup(service, addr); id != "" {
+		return id
+	}
+	s.mu.Lock()
+	recent := time.Since(s.missed[service]) < time.Second
+	if !recent {
+		s.missed[service] = time.Now()
+	}
+	s.mu.Unlock()
+	if recent {
+		return ""
+	}
+	s.refresh(ctx, service)
+	return s.lookup(service, addr)
+}
+
+func (s *state) lookup(service, addr string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range s.services[service] {
