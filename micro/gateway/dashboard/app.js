@@ -34,7 +34,7 @@ function render() {
   for (const s of state.services) {
     const serving = s.nodes.filter((n) => n.health === "SERVING").length;
     const b = el("button", { type: "button", "data-target": s.name, "aria-current": String(sel.service === s.name) },
-      s.name, el("span", { class: "count" }, `${serving} of ${s.nodes.length} nodes SERVING`));
+      s.name, el("span", { class: "count" }, `${serving} of ${s.nodes.length} ${s.nodes.length === 1 ? "node" : "nodes"} SERVING`));
     b.addEventListener("click", () => { location.hash = encodeURIComponent(s.name); });
     list.append(el("li", { "data-service": s.name }, b));
   }
