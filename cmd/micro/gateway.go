@@ -48,7 +48,7 @@ Examples:
 		timeout := c.timeoutFlag(gateway.DefaultTimeout, "deadline of calls whose request names none (grpc-timeout, Connect-Timeout-Ms); 0: none")
 		limit := c.fs.Int64("body_limit", gateway.DefaultBodyLimit, "largest request body, in `bytes`")
 		cors := c.fs.String("cors", "", "`origins` (comma-separated, or *) whose pages may call the gateway; none by default")
-		headers := c.fs.String("headers", strings.Join(gateway.DefaultHeaders, ","), "request `headers` passed to services as metadata (comma-separated)")
+		headers := c.fs.String("headers", strings.Join(gateway.DefaultHeaders(), ","), "request `headers` passed to services as metadata (comma-separated)")
 		dashboard := c.fs.Bool("dashboard", true, "serve the dashboard at /")
 		return func(ctx context.Context, c *cmdline) error {
 			opts := []gateway.Option{gateway.WithTimeout(*timeout), gateway.WithBodyLimit(*limit),

@@ -95,36 +95,36 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Method is a method as the dashboard shows it.
-type Method struct {
+// method is a method as the dashboard shows it.
+type method struct {
 	Name            string `json:"name"`
 	Call            string `json:"call"` // as /api/{service}/ takes it: greeter.Greeter/Hello
 	ClientStreaming bool   `json:"clientStreaming"`
 	ServerStreaming bool   `json:"serverStreaming"`
-	Request         Schema `json:"request"`
-	Response        Schema `json:"response"`
+	Request         schema `json:"request"`
+	Response        schema `json:"response"`
 	Example         string `json:"example"` // a request to start from, as JSON
 }
 
-// Schema is a message type: its fields, with nested messages written out
+// schema is a message type: its fields, with nested messages written out
 // (to a depth of 3).
-type Schema struct {
+type schema struct {
 	Name   string  `json:"name"`
-	Fields []Field `json:"fields"`
+	Fields []field `json:"fields"`
 }
 
-// Field is one field of a [Schema].
-type Field struct {
+// field is one field of a schema.
+type field struct {
 	Name     string  `json:"name"` // as JSON spells it
 	Type     string  `json:"type"` // string, int32, greeter.Request, map<string, int32>...
 	Repeated bool    `json:"repeated,omitempty"`
-	Message  *Schema `json:"message,omitempty"`
+	Message  *schema `json:"message,omitempty"`
 }
 
-// ServiceMethods is a gRPC service of a registry service.
-type ServiceMethods struct {
+// serviceMethods is a gRPC service of a registry service.
+type serviceMethods struct {
 	Service string   `json:"service"`
-	Methods []Method `json:"methods"`
+	Methods []method `json:"methods"`
 }
 
 // serveDescribe answers the methods of a registry service, learned by
@@ -141,7 +141,7 @@ func (g *Gateway) serveDescribe(w http.ResponseWriter, r *http.Request, name str
 		writeError(w, serviceErr(name, err), 0)
 		return
 	}
-	out := []ServiceMethods{}
+	out := []serviceMethods{}
 	for _, n := range names {
 		if strings.HasPrefix(n, "grpc.reflection.") {
 			continue
@@ -151,10 +151,10 @@ func (g *Gateway) serveDescribe(w http.ResponseWriter, r *http.Request, name str
 			writeError(w, serviceErr(name, err), 0)
 			return
 		}
-		sm := ServiceMethods{Service: n, Methods: []Method{}}
+		sm := serviceMethods{Service: n, Methods: []method{}}
 		for i := range sd.Methods().Len() {
 			md := sd.Methods().Get(i)
-			sm.Methods = append(sm.Methods, Method{
+			sm.Methods = append(sm.Methods, method{
 				Name: string(md.Name()), Call: n + "/" + string(md.Name()),
 				ClientStreaming: md.IsStreamingClient(), ServerStreaming: md.IsStreamingServer(),
 				Request: schemaOf(md.Input(), 3), Response: schemaOf(md.Output(), 3),
@@ -166,11 +166,11 @@ func (g *Gateway) serveDescribe(w http.ResponseWriter, r *http.Request, name str
 	writeJSON(w, http.StatusOK, out)
 }
 
-func schemaOf(md protoreflect.MessageDescriptor, depth int) Schema {
-	s := Schema{Name: string(md.FullName()), Fields: []Field{}}
+func schemaOf(md protoreflect.MessageDescriptor, depth int) schema {
+	s := schema{Name: string(md.FullName()), Fields: []field{}}
 	for i := range md.Fields().Len() {
 		fd := md.Fields().Get(i)
-		f := Field{Name: fd.JSONName(), Type: typeName(fd), Repeated: fd.IsList()}
+		f := field{Name: fd.JSONName(), Type: typeName(fd), Repeated: fd.IsList()}
 		if m := fd.Message(); m != nil && !fd.IsMap() && depth > 1 && !strings.HasPrefix(string(m.FullName()), "google.protobuf.") {
 			sub := schemaOf(m, depth-1)
 			f.Message = &sub

@@ -12,10 +12,13 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// DefaultHeaders are the request headers passed to services as gRPC
+// DefaultHeaders returns the request headers passed to services as gRPC
 // metadata unless [WithHeaders] says otherwise: credentials, and the
-// request and trace ids that tie a call to its logs.
-var DefaultHeaders = []string{"Authorization", "X-Request-Id", "Traceparent", "Tracestate", "Baggage"}
+// request and trace ids that tie a call to its logs (Authorization,
+// X-Request-Id, Traceparent, Tracestate, Baggage).
+func DefaultHeaders() []string {
+	return []string{"Authorization", "X-Request-Id", "Traceparent", "Tracestate", "Baggage"}
+}
 
 // Defaults of the options.
 const (
@@ -42,7 +45,7 @@ func defaultOptions() options {
 		nodeDialOpts: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
 		dashboard:    true,
 	}
-	for _, h := range DefaultHeaders {
+	for _, h := range DefaultHeaders() {
 		o.headers[strings.ToLower(h)] = true
 	}
 	return o
@@ -60,7 +63,7 @@ func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout =
 // Default [DefaultBodyLimit].
 func WithBodyLimit(n int64) Option { return func(o *options) { o.bodyLimit = n } }
 
-// WithHeaders replaces [DefaultHeaders]: the request headers (any case)
+// WithHeaders replaces the [DefaultHeaders]: the request headers (any case)
 // passed to services as metadata. Others are dropped, so that a browser's
 // cookies or a proxy's headers do not reach services unasked.
 func WithHeaders(names ...string) Option {
