@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,6 +246,41 @@ func exercise(t *testing.T, c *cli, env []string, reg string) {
 		})
 		if err := sub.Stop(); err != nil {
 			t.Fatalf("micro subscribe on SIGINT: %v\n%s", err, sub.Output())
+		}
+	})
+
+	t.Run("gateway", func(t *testing.T) {
+		c.t = t
+		gw := c.start("gateway", "--address", "127.0.0.1:0")
+		gw.WaitFor("); Ctrl-C to stop")
+		_, rest, _ := strings.Cut(gw.Output(), "micro gateway: serving ")
+		base, _, _ := strings.Cut(rest, " ")
+		ids := map[string]bool{}
+		for i := 0; i < 40 && len(ids) < 2; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/greeter/Greeter.Hello", strings.NewReader(`{"name":"John"}`))
+			rsp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(rsp.Body)
+			rsp.Body.Close()
+			cancel()
+			var g struct{ Msg, Node string }
+			if rsp.StatusCode != 200 || json.Unmarshal(body, &g) != nil || g.Msg != "Hello John" || rsp.Header.Get("Micro-Node") != g.Node {
+				t.Fatalf("POST /api/greeter/Greeter.Hello: %s %s %v\n%s", rsp.Status, body, rsp.Header, gw.Output())
+			}
+			ids[g.Node] = true
+		}
+		if !ids["n1"] || !ids["n2"] {
+			t.Fatalf("the gateway's calls reached %v, want n1 and n2", ids)
+		}
+		if err := gw.Stop(); err != nil {
+			t.Fatalf("micro gateway on SIGINT: %v\n%s", err, gw.Output())
+		}
+		if out := gw.Output(); !strings.Contains(out, "path=/api/greeter/Greeter.Hello status=200") {
+			t.Fatalf("micro gateway logged no access line:\n%s", out)
 		}
 	})
 

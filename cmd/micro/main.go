@@ -14,6 +14,7 @@
 //	micro publish TOPIC [JSON]           publish a JSON message on the broker
 //	micro subscribe TOPIC                print the messages published to TOPIC until interrupted
 //	micro watch [SERVICE]                print registry events as they happen until interrupted
+//	micro gateway [--address HOST:PORT]  serve every service over HTTP (JSON, REST, Connect, gRPC-Web), with a dashboard
 //
 // Every command takes the flags and MICRO_* environment variables of
 // services, read by the same code (--registry, --registry_address,
@@ -79,7 +80,7 @@ type command struct {
 	flags func(c *cmdline) func(ctx context.Context, c *cmdline) error
 }
 
-var commands = []*command{servicesCmd, describeCmd, callCmd, healthCmd, publishCmd, subscribeCmd, watchCmd}
+var commands = []*command{servicesCmd, describeCmd, callCmd, healthCmd, publishCmd, subscribeCmd, watchCmd, gatewayCmd}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -319,6 +319,10 @@ func (c *Client) NewStream(ctx context.Context, method string, opts ...grpc.Call
 	return &Stream{c: c, md: md, stream: cs}, nil
 }
 
+// Context returns the stream's context; once Header or Recv returned, it
+// carries the peer (the node) that serves the call (peer.FromContext).
+func (s *Stream) Context() context.Context { return s.stream.Context() }
+
 // Method returns the descriptor of the stream's method.
 func (s *Stream) Method() protoreflect.MethodDescriptor { return s.md }
 

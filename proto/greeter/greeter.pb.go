@@ -10,6 +10,7 @@
 package greeter
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -198,7 +199,7 @@ var File_greeter_greeter_proto protoreflect.FileDescriptor
 
 const file_greeter_greeter_proto_rawDesc = "" +
 	"\n" +
-	"\x15greeter/greeter.proto\x12\agreeter\"3\n" +
+	"\x15greeter/greeter.proto\x12\agreeter\x1a\x1cgoogle/api/annotations.proto\"3\n" +
 	"\aRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x05R\x05count\"0\n" +
@@ -208,9 +209,9 @@ const file_greeter_greeter_proto_rawDesc = "" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage2\xda\x01\n" +
-	"\aGreeter\x12.\n" +
-	"\x05Hello\x12\x10.greeter.Request\x1a\x11.greeter.Response\"\x00\x126\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage2\x82\x02\n" +
+	"\aGreeter\x12V\n" +
+	"\x05Hello\x12\x10.greeter.Request\x1a\x11.greeter.Response\"(\x82\xd3\xe4\x93\x02\":\x01*Z\x12\x12\x10/v1/hello/{name}\"\t/v1/hello\x126\n" +
 	"\vHelloStream\x12\x10.greeter.Request\x1a\x11.greeter.Response\"\x000\x01\x124\n" +
 	"\tHelloMany\x12\x10.greeter.Request\x1a\x11.greeter.Response\"\x00(\x01\x121\n" +
 	"\x04Chat\x12\x10.greeter.Request\x1a\x11.greeter.Response\"\x00(\x010\x01B6Z4github.com/microgrpc/microgrpc/proto/greeter;greeterb\x06proto3"

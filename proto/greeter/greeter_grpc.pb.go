@@ -34,7 +34,8 @@ const (
 //
 // Greeter says hello.
 type GreeterClient interface {
-	// Hello answers one request with one greeting.
+	// Hello answers one request with one greeting. Over HTTP (the gateway):
+	// POST /v1/hello with the request as the body, or GET /v1/hello/{name}.
 	Hello(ctx context.Context, in *Request, opts ...grpc.CallOption) (*Response, error)
 	// HelloStream sends Request.count greetings (server streaming).
 	HelloStream(ctx context.Context, in *Request, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Response], error)
@@ -113,7 +114,8 @@ type Greeter_ChatClient = grpc.BidiStreamingClient[Request, Response]
 //
 // Greeter says hello.
 type GreeterServer interface {
-	// Hello answers one request with one greeting.
+	// Hello answers one request with one greeting. Over HTTP (the gateway):
+	// POST /v1/hello with the request as the body, or GET /v1/hello/{name}.
 	Hello(context.Context, *Request) (*Response, error)
 	// HelloStream sends Request.count greetings (server streaming).
 	HelloStream(*Request, grpc.ServerStreamingServer[Response]) error
