@@ -1,12 +1,13 @@
 // Package broker is microgrpc's asynchronous messaging: the [Broker]
 // interface that pub/sub plugins implement, and the byte-level [Message]
 // they carry. Encoding (by content-type), typed handlers and metadata are
-// the micro package's job (micro.NewPublisher, micro.RegisterSubscriber);
+// micro/pubsub's job (pubsub.NewPublisher, pubsub.RegisterSubscriber);
 // a Broker only moves headers and bytes.
 //
-// Implementations: broker/http (the default: point-to-point HTTP between
-// the processes, subscribers found through the service registry, no extra
-// server), broker/nats (NATS core), broker/jetstream (NATS JetStream:
+// Implementations: broker/direct (the default, named http: point to point
+// between the processes over gRPC, deliveries served by the subscriber
+// node's own gRPC server, subscribers found through the service
+// registry), broker/nats (NATS core), broker/jetstream (NATS JetStream:
 // stored, at least once, survives subscribers and servers that restart),
 // and broker/memory for tests and single-process programs.
 //

@@ -30,7 +30,7 @@ type Caps struct {
 	// error (or a missing Ack with DisableAutoAck) comes back from Publish
 	// as an error wrapping broker.ErrNotDelivered that names the topic;
 	// and a queue group fails over to another member when one refuses.
-	// broker/http and broker/memory set it; NATS core and JetStream cannot
+	// broker/direct and broker/memory set it; NATS core and JetStream cannot
 	// tell the publisher what a handler did.
 	ReportsHandlerErrors bool
 	// RedeliversRefused: a delivery the handler refuses (returns an error,

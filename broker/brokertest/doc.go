@@ -1,7 +1,7 @@
 // Package brokertest is the conformance suite for broker.Broker
 // implementations, in the spirit of testing/fstest: a plugin author runs
 // it against their own broker, and every broker in this repository runs it
-// against itself (broker/http, broker/nats, broker/jetstream,
+// against itself (broker/direct, broker/nats, broker/jetstream,
 // broker/memory).
 //
 // The suite checks what the broker package documents for every broker:

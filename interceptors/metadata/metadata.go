@@ -5,7 +5,7 @@
 // by that): every key is lower-cased here on the way in and on the way out.
 //
 // In a subscriber, a message's headers are the incoming metadata of the
-// handler's context (micro.RegisterSubscriber puts them there).
+// handler's context (pubsub.RegisterSubscriber puts them there).
 package metadata
 
 import (

@@ -17,6 +17,7 @@ import (
 
 	"github.com/microgrpc/microgrpc/internal/greetertest"
 	"github.com/microgrpc/microgrpc/micro"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	"github.com/microgrpc/microgrpc/micro/gateway"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -64,7 +65,7 @@ func startNode(t *testing.T, reg resolver.Registry, name string, hook func(conte
 func startSubscriber(t *testing.T, reg resolver.Registry, name, topic string) *node {
 	t.Helper()
 	return startNodeSetup(t, reg, name, nil, func(svc *micro.Service) {
-		if err := micro.RegisterSubscriber(topic, svc, func(context.Context, *pb.Event) error { return nil }); err != nil {
+		if err := pubsub.RegisterSubscriber(topic, svc, func(context.Context, *pb.Event) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}, micro.WithBrokerPlugin("http", "127.0.0.1:0"))
