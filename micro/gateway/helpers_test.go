@@ -17,8 +17,8 @@ import (
 
 	"github.com/microgrpc/microgrpc/internal/greetertest"
 	"github.com/microgrpc/microgrpc/micro"
-	"github.com/microgrpc/microgrpc/micro/pubsub"
 	"github.com/microgrpc/microgrpc/micro/gateway"
+	"github.com/microgrpc/microgrpc/micro/pubsub"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/memory"
