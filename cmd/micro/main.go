@@ -14,6 +14,7 @@
 //	micro publish TOPIC [JSON]           publish a JSON message on the broker
 //	micro subscribe TOPIC                print the messages published to TOPIC until interrupted
 //	micro watch [SERVICE]                print registry events as they happen until interrupted
+//	micro xds [bootstrap]                serve the registry to xDS clients; print their bootstrap file
 //
 // Every command takes the flags and MICRO_* environment variables of
 // services, read by the same code (--registry, --registry_address,
@@ -79,7 +80,7 @@ type command struct {
 	flags func(c *cmdline) func(ctx context.Context, c *cmdline) error
 }
 
-var commands = []*command{servicesCmd, describeCmd, callCmd, healthCmd, publishCmd, subscribeCmd, watchCmd}
+var commands = []*command{servicesCmd, describeCmd, callCmd, healthCmd, publishCmd, subscribeCmd, watchCmd, xdsCmd}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
