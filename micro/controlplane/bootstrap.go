@@ -54,10 +54,12 @@ func Bootstrap(c BootstrapConfig) ([]byte, error) {
 	if id == "" {
 		id = DefaultClientNodeID
 	}
-	node := map[string]any{"id": id}
+	// Some clients (Node's grpc-js-xds) require a locality, if empty.
+	locality := map[string]any{}
 	if c.Zone != "" {
-		node["locality"] = map[string]any{"zone": c.Zone}
+		locality["zone"] = c.Zone
 	}
+	node := map[string]any{"id": id, "locality": locality}
 	doc := map[string]any{
 		"xds_servers": []any{map[string]any{
 			"server_uri":      c.ServerURI,

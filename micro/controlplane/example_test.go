@@ -72,7 +72,8 @@ func ExampleBootstrap() {
 	// Output:
 	// {
 	//   "node": {
-	//     "id": "microgrpc-xds-client"
+	//     "id": "microgrpc-xds-client",
+	//     "locality": {}
 	//   },
 	//   "xds_servers": [
 	//     {
