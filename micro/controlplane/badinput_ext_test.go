@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/microgrpc/microgrpc/micro/controlplane"
 	pb "github.com/microgrpc/microgrpc/proto/greeter"
+	"github.com/microgrpc/microgrpc/resolver"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
 
@@ -279,5 +281,56 @@ func TestRestartMidLoad(t *testing.T) {
 	}
 	if a := answered(l.since(down)); a["n1"] == 0 || a["n2"] == 0 {
 		t.Errorf("after the restart, answers %v: want n1 and n2 to keep answering", a)
+	}
+}
+
+// Incremental xDS (delta): a subscriber gets the assignment, then only
+// what changes, and hears of a removed resource by name.
+func TestIncremental(t *testing.T) {
+	reg := memory.NewRegistry()
+	startInprocNode(t, reg, "n1", "v1", nil)
+	cp := newControlPlane(t, reg)
+	addr := serveControlPlane(t, cp)
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := func() *discovery.DeltaDiscoveryResponse {
+		t.Helper()
+		rsp, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResponseNonce: rsp.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+		return rsp
+	}
+	v1 := controlplane.VersionCluster("greeter", "v1")
+	if err := s.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{"greeter", v1}}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for len(got) < 2 {
+		for _, r := range recv().GetResources() {
+			got[r.GetName()] = true
+		}
+	}
+	// The v1 node leaves: its version's assignment is removed by name.
+	if err := reg.Deregister(ctx, &resolver.Service{Name: "greeter", Version: "v1", Nodes: []resolver.Node{{ID: "n1", Address: "x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		rsp := recv()
+		if slices.Contains(rsp.GetRemovedResources(), v1) {
+			break
+		}
 	}
 }
