@@ -18,6 +18,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -114,14 +115,14 @@ func New(reg resolver.Registry, opts ...Option) (*ControlPlane, error) {
 
 // checkRequest refuses types that are not served, with a status that says
 // so, and logs what a client rejected (a NACK).
-func (cp *ControlPlane) checkRequest(stream int64, typeURL, node string, nack interface{ GetMessage() string }) error {
+func (cp *ControlPlane) checkRequest(stream int64, typeURL, node string, nack *rpcstatus.Status) error {
 	if _, ok := cp.caches[typeURL]; !ok {
 		return status.Errorf(codes.InvalidArgument,
 			"controlplane: type %q is not served; this control plane serves listeners, routes, clusters and endpoints (v3)", typeURL)
 	}
-	if msg := nack.GetMessage(); msg != "" {
+	if nack != nil {
 		cp.opts.logger.Warn("microgrpc: an xDS client rejected the configuration (NACK)",
-			"node", node, "stream", stream, "type", typeURL, "error", msg)
+			"node", node, "stream", stream, "type", typeURL, "code", codes.Code(nack.GetCode()), "error", nack.GetMessage())
 	}
 	return nil
 }
@@ -274,4 +275,21 @@ func (cp *ControlPlane) update(service, typeURL string, update map[string]types.
 	if err := cp.caches[typeURL].UpdateResources(update, remove); err != nil {
 		cp.opts.logger.Error("microgrpc: control plane could not update its cache", "service", service, "type", typeURL, "error", err)
 	}
+}
+
+// goLive runs f on a goroutine that Close waits for, unless the control
+// plane is closed; it reports whether f runs. Adding to wg under mu, after
+// checking closed, orders every Add before the Wait of Close.
+func (cp *ControlPlane) goLive(f func()) bool {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.closed {
+		return false
+	}
+	cp.wg.Add(1)
+	go func() {
+		defer cp.wg.Done()
+		f()
+	}()
+	return true
 }

@@ -59,11 +59,10 @@ func (h *healthChecks) sync(nodes []resolver.Node) {
 		ctx, cancel := context.WithCancel(h.cp.ctx)
 		c := &nodeCheck{address: n.Address, name: n.HealthService, cancel: cancel}
 		h.nodes[n.ID] = c
-		h.cp.wg.Add(1)
-		go func() {
-			defer h.cp.wg.Done()
-			h.check(ctx, n.ID, c)
-		}()
+		if !h.cp.goLive(func() { h.check(ctx, n.ID, c) }) {
+			cancel()
+			delete(h.nodes, n.ID)
+		}
 	}
 	for id, c := range h.nodes {
 		if !keep[id] {
