@@ -213,17 +213,6 @@ func (cp *ControlPlane) Close() {
 	}
 }
 
-// Services returns the names of the services followed so far.
-func (cp *ControlPlane) Services() []string {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	out := make([]string, 0, len(cp.services))
-	for name := range cp.services {
-		out = append(out, name)
-	}
-	return out
-}
-
 // publish puts the current resources of s into the caches, those that
 // changed only, so that clients hear of what changed and of nothing else.
 func (cp *ControlPlane) publish(s *followed) {

@@ -12,6 +12,14 @@ import (
 	"github.com/microgrpc/microgrpc/resolver"
 )
 
+// A check waits for its answer at least minCheckTimeout (and at least the
+// interval); checkErrorsToFail checks in a row without an answer mark a
+// node UNHEALTHY.
+const (
+	minCheckTimeout   = time.Second
+	checkErrorsToFail = 2
+)
+
 // healthChecks asks the nodes of one service for their health (see
 // WithHealthCheck).
 type healthChecks struct {
@@ -101,26 +109,34 @@ func (h *healthChecks) check(ctx context.Context, id string, c *nodeCheck) {
 	every := h.cp.opts.healthEvery
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	errorsInARow := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, every)
+		cctx, cancel := context.WithTimeout(ctx, max(every, minCheckTimeout))
 		rsp, err := client.Check(cctx, &healthpb.HealthCheckRequest{Service: c.name})
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		why := ""
+		// An answer other than SERVING counts at once; a check that got no
+		// answer (a slow or busy node, a lost packet) only when it happens
+		// again, so that one hiccup does not empty a busy service.
 		switch {
 		case err != nil:
-			why = err.Error()
+			if errorsInARow++; errorsInARow >= checkErrorsToFail {
+				h.set(id, c, true, err.Error())
+			}
 		case rsp.GetStatus() != healthpb.HealthCheckResponse_SERVING:
-			why = rsp.GetStatus().String()
+			errorsInARow = 0
+			h.set(id, c, true, rsp.GetStatus().String())
+		default:
+			errorsInARow = 0
+			h.set(id, c, false, "")
 		}
-		h.set(id, c, why != "", why)
 		timer.Reset(every)
 	}
 }

@@ -93,8 +93,10 @@ func WithVersionWeights(service string, weights map[string]uint32) Option {
 // WithHealthCheck makes the control plane ask every node, every interval
 // (DefaultHealthCheckInterval when zero), for its grpc.health.v1 status
 // under the node's health service name (the service's own name for micro
-// services), and mark a node that does not answer SERVING as UNHEALTHY
-// in the assignment, so that xDS clients stop sending it calls. dialOpts
+// services), and mark a node as UNHEALTHY in the assignment, so that xDS
+// clients stop sending it calls, when it answers anything but SERVING, or
+// twice in a row does not answer (within the interval, and at least a
+// second). dialOpts
 // are how it reaches the nodes (their transport credentials, for a start);
 // without them it connects in plaintext.
 func WithHealthCheck(interval time.Duration, dialOpts ...grpc.DialOption) Option {
