@@ -135,6 +135,31 @@ func (f *Follower) Nodes() []Node {
 	return f.sorted
 }
 
+// Services returns the service's current nodes grouped by version, as
+// GetService does: one Service per version (sorted by version, nodes by
+// id), with the metadata its nodes registered. Endpoints are not kept.
+func (f *Follower) Services() []*Service {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	byVersion := map[string]*Service{}
+	for _, id := range slices.Sorted(maps.Keys(f.nodes)) {
+		e := f.nodes[id]
+		s := byVersion[e.version]
+		if s == nil {
+			s = &Service{Name: f.service, Version: e.version, Metadata: maps.Clone(e.svcMeta)}
+			byVersion[e.version] = s
+		}
+		n := e.node
+		n.Metadata = maps.Clone(n.Metadata)
+		s.Nodes = append(s.Nodes, n)
+	}
+	out := make([]*Service, 0, len(byVersion))
+	for _, v := range slices.Sorted(maps.Keys(byVersion)) {
+		out = append(out, byVersion[v])
+	}
+	return out
+}
+
 // RetryNow cuts short the wait before the next attempt while the registry
 // fails; while the watch is healthy it does nothing.
 func (f *Follower) RetryNow() {

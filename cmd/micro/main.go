@@ -15,6 +15,7 @@
 //	micro subscribe TOPIC                print the messages published to TOPIC until interrupted
 //	micro watch [SERVICE]                print registry events as they happen until interrupted
 //	micro gateway [--address HOST:PORT]  serve every service over HTTP (JSON, REST, Connect, gRPC-Web), with a dashboard
+//	micro xds [bootstrap]                serve the registry to xDS clients; print their bootstrap file
 //
 // Every command takes the flags and MICRO_* environment variables of
 // services, read by the same code (--registry, --registry_address,
@@ -80,7 +81,7 @@ type command struct {
 	flags func(c *cmdline) func(ctx context.Context, c *cmdline) error
 }
 
-var commands = []*command{servicesCmd, describeCmd, callCmd, healthCmd, publishCmd, subscribeCmd, watchCmd, gatewayCmd}
+var commands = []*command{servicesCmd, describeCmd, callCmd, healthCmd, publishCmd, subscribeCmd, watchCmd, gatewayCmd, xdsCmd}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
