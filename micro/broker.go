@@ -1,7 +1,6 @@
 package micro
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 
@@ -68,18 +67,6 @@ func (s *Service) brokerLocked() (broker.Broker, error) {
 	}
 	s.ownsBroker = s.brkErr == nil
 	return s.brk, s.brkErr
-}
-
-// connectedBroker returns the broker, connected.
-func (s *Service) connectedBroker(ctx context.Context) (broker.Broker, error) {
-	b, err := s.broker()
-	if err != nil {
-		return nil, err
-	}
-	if err := b.Connect(ctx); err != nil {
-		return nil, fmt.Errorf("micro: connect %s broker: %w", b, err)
-	}
-	return b, nil
 }
 
 // SubscriberInterceptors returns the subscriber interceptors given with
