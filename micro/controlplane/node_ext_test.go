@@ -9,7 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+
 	"github.com/microgrpc/microgrpc/micro/controlplane"
+	pb "github.com/microgrpc/microgrpc/proto/greeter"
 	"github.com/microgrpc/microgrpc/resolver/memory"
 )
 
@@ -63,8 +69,11 @@ func TestNodeXDSClientReachesEveryNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proto, err := filepath.Abs("../../proto/greeter/greeter.proto")
-	if err != nil {
+	// The greeter's descriptors with everything they import, as the Go
+	// code has them: the .proto files of its imports (google/api) are not
+	// in the repository.
+	proto := filepath.Join(t.TempDir(), "greeter.protoset")
+	if err := os.WriteFile(proto, descriptorSet(t, pb.File_greeter_greeter_proto), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -93,4 +102,29 @@ func TestNodeXDSClientReachesEveryNode(t *testing.T) {
 			t.Errorf("node %s got none of the Node client's calls: %v", id, got.Nodes)
 		}
 	}
+}
+
+// descriptorSet is fd and its imports, dependencies first, as a
+// serialized FileDescriptorSet.
+func descriptorSet(t *testing.T, fd protoreflect.FileDescriptor) []byte {
+	t.Helper()
+	var set descriptorpb.FileDescriptorSet
+	seen := map[string]bool{}
+	var add func(protoreflect.FileDescriptor)
+	add = func(fd protoreflect.FileDescriptor) {
+		if seen[fd.Path()] {
+			return
+		}
+		seen[fd.Path()] = true
+		for i := range fd.Imports().Len() {
+			add(fd.Imports().Get(i).FileDescriptor)
+		}
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+	}
+	add(fd)
+	b, err := proto.Marshal(&set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -2,14 +2,16 @@
 // @grpc/grpc-js-xds, the bootstrap in GRPC_XDS_BOOTSTRAP_CONFIG. It makes
 // CALLS unary calls to xds:///greeter and prints, as one JSON line, how
 // many each node answered and how many failed. Usage:
-//   node xds_client.js PROTO CALLS
+//   node xds_client.js PROTOSET CALLS
+// PROTOSET is a serialized FileDescriptorSet of the greeter and its
+// imports.
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 require('@grpc/grpc-js-xds').register();
 
 const [protoPath, callsArg] = process.argv.slice(2);
 const calls = parseInt(callsArg, 10);
-const def = protoLoader.loadSync(protoPath, { keepCase: true });
+const def = protoLoader.loadFileDescriptorSetFromBuffer(require('fs').readFileSync(protoPath), { keepCase: true });
 const pkg = grpc.loadPackageDefinition(def).greeter;
 const client = new pkg.Greeter('xds:///greeter', grpc.credentials.createInsecure());
 
