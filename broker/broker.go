@@ -289,7 +289,9 @@ func NewSubscribeOptions(opts ...SubscribeOption) SubscribeOptions {
 }
 
 // ValidateTopic checks a topic: not empty, no spaces, no '/' (topics are
-// also registry names), no NATS wildcards.
+// also registry names), no NATS wildcards, and no empty token between
+// dots ("a..b", ".a", "a."), which NATS refuses: every broker refuses the
+// same topics, so a program that works on one works on the others.
 func ValidateTopic(topic string) error {
 	if topic == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidTopic)
@@ -301,6 +303,8 @@ func ValidateTopic(topic string) error {
 		switch c := topic[i]; {
 		case c == '/' || c == '*' || c == '>':
 			return fmt.Errorf("%w: %q contains '/', '*' or '>'", ErrInvalidTopic, topic)
+		case c == '.' && (i == 0 || i == len(topic)-1 || topic[i+1] == '.'):
+			return fmt.Errorf("%w: %q has an empty token (a leading, trailing or doubled '.')", ErrInvalidTopic, topic)
 		case c <= ' ' || c >= 0x7f:
 			plain = false
 		}

@@ -25,6 +25,30 @@
 //     message is handled once per subscribing service. With
 //     broker.Ephemeral, or without a name, it is ephemeral: only what is
 //     published while it runs.
+//   - A stream or consumer that disappears (memory storage and a server
+//     restart, an operator, a cluster losing it) is made again by the next
+//     publish or by the subscription, at most once per second.
+//
+// # Consumer names
+//
+// Operators see the consumers in nats stream and consumer listings; they
+// are named so that no two subscriptions meet by accident:
+//
+//	queue_<group>       a queue group's members, whatever their service
+//	sub_<name>          a subscriber's (a service's) first subscription of a topic
+//	sub2_<name>, sub3_  its second, third... subscription of the same topic
+//	eph_<random>        an ephemeral subscription
+//
+// so a queue group named like a service never shares that service's
+// consumer, and two handlers one service subscribes to one topic each get
+// every message. A subscription takes the lowest number its broker does
+// not hold for that name and topic, so the instances of a service that
+// subscribe in the same order share their consumers one for one, and a
+// restarted instance takes its old places again. In a stream that holds
+// several topics (WithStream) the name ends with the topic and a hash of
+// it. Names are the given ones where they are plain (letters, digits, '-'
+// and '_'); other characters become '_', followed by a hash of the
+// original.
 //   - A handler returning nil acknowledges the message. An error makes it
 //     come again after a backoff (WithBackoff), up to WithMaxDeliver
 //     deliveries; then, or at once for an error wrapping
@@ -74,27 +98,30 @@ func NewBroker(opts ...Option) broker.Broker {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &jsBroker{opts: o, streams: map[string]*streamState{}, subs: map[*subscription]struct{}{}}
+	return &jsBroker{opts: o, streams: map[string]*streamState{}, subs: map[*subscription]struct{}{}, ordinals: map[string]map[int]bool{}}
 }
 
 type jsBroker struct {
 	opts options
 
-	mu      sync.Mutex
-	nc      *natsgo.Conn
-	js      jetstream.JetStream
-	closed  bool
-	streams map[string]*streamState // by stream name
-	subs    map[*subscription]struct{}
-	ctx     context.Context // ends with Disconnect
-	cancel  context.CancelFunc
+	mu       sync.Mutex
+	nc       *natsgo.Conn
+	js       jetstream.JetStream
+	closed   bool
+	streams  map[string]*streamState // by stream name
+	subs     map[*subscription]struct{}
+	ordinals map[string]map[int]bool // taken, by subscriber and topic: see durable
+	ctx      context.Context         // ends with Disconnect
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // the subscriptions' goroutines
 }
 
-// streamState is a stream's first creation, shared by the publishes and
-// subscriptions that wait for it.
+// streamState is a stream's creation (or update), shared by the publishes
+// and subscriptions that wait for it.
 type streamState struct {
 	ready chan struct{}
-	err   error // set before ready is closed
+	err   error     // set before ready is closed
+	at    time.Time // when it was made; set before ready is closed
 }
 
 func (b *jsBroker) String() string { return Name }
@@ -184,8 +211,8 @@ func (b *jsBroker) streamFor(topic string) jetstream.StreamConfig {
 	return cfg
 }
 
-// ensureStream creates or updates a topic's stream once per broker, and
-// returns its name.
+// ensureStream creates or updates a topic's stream once per broker (and
+// again after streamLost), and returns its config.
 func (b *jsBroker) ensureStream(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.StreamConfig, error) {
 	cfg := b.streamFor(topic)
 	b.mu.Lock()
@@ -200,10 +227,13 @@ func (b *jsBroker) ensureStream(ctx context.Context, js jetstream.JetStream, top
 		cctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 		_, err := js.CreateOrUpdateStream(cctx, cfg)
 		cancel()
+		st.at = time.Now()
 		if err != nil {
 			st.err = fmt.Errorf("jetstream broker: create or update stream %s for %q: %w", cfg.Name, topic, err)
 			b.mu.Lock()
-			delete(b.streams, cfg.Name) // the next use tries again
+			if b.streams[cfg.Name] == st {
+				delete(b.streams, cfg.Name) // the next use tries again
+			}
 			b.mu.Unlock()
 		}
 		close(st.ready)
@@ -213,6 +243,59 @@ func (b *jsBroker) ensureStream(ctx context.Context, js jetstream.JetStream, top
 		return cfg, st.err
 	case <-ctx.Done():
 		return cfg, ctx.Err()
+	case <-b.ctx.Done():
+		return cfg, fmt.Errorf("jetstream broker: stream %s: %w", cfg.Name, broker.ErrClosed)
+	}
+}
+
+// streamLost says that a stream did not answer as if it were gone (a
+// server with memory storage restarted, an operator deleted it, a cluster
+// lost it): the next use makes it again, unless it was made less than
+// repairEvery ago, so that a stream that is there but slow is not made
+// again by every publish.
+func (b *jsBroker) streamLost(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.streams[name]
+	if st == nil {
+		return
+	}
+	select {
+	case <-st.ready:
+		if time.Since(st.at) >= repairEvery {
+			delete(b.streams, name)
+		}
+	default: // being made right now
+	}
+}
+
+// takeOrdinal returns the lowest ordinal (from 1) of a subscriber's
+// subscriptions to a topic that none of this broker's holds, and takes it.
+func (b *jsBroker) takeOrdinal(key string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	taken := b.ordinals[key]
+	if taken == nil {
+		taken = map[int]bool{}
+		b.ordinals[key] = taken
+	}
+	n := 1
+	for taken[n] {
+		n++
+	}
+	taken[n] = true
+	return n
+}
+
+func (b *jsBroker) releaseOrdinal(key string, n int) {
+	if key == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.ordinals[key], n)
+	if len(b.ordinals[key]) == 0 {
+		delete(b.ordinals, key)
 	}
 }
 
@@ -230,13 +313,19 @@ func (b *jsBroker) Publish(ctx context.Context, topic string, m *broker.Message,
 	if err := broker.CheckSize(topic, msg, int(nc.MaxPayload())); err != nil {
 		return err
 	}
-	if _, err := b.ensureStream(ctx, js, topic); err != nil {
-		return err
-	}
-	return b.publish(ctx, js, topic, msg)
+	return b.store(ctx, js, topic, msg)
 }
 
-func (b *jsBroker) publish(ctx context.Context, js jetstream.JetStream, topic string, msg *broker.Message) error {
+// store makes sure of the topic's stream and publishes msg to it.
+func (b *jsBroker) store(ctx context.Context, js jetstream.JetStream, topic string, msg *broker.Message) error {
+	cfg, err := b.ensureStream(ctx, js, topic)
+	if err != nil {
+		return err
+	}
+	return b.publish(ctx, js, cfg.Name, topic, msg)
+}
+
+func (b *jsBroker) publish(ctx context.Context, js jetstream.JetStream, stream, topic string, msg *broker.Message) error {
 	nm := &natsgo.Msg{Subject: topic, Data: msg.Body, Header: natsgo.Header{}}
 	for k, v := range msg.Header {
 		nm.Header.Set(k, v)
@@ -252,9 +341,16 @@ func (b *jsBroker) publish(ctx context.Context, js jetstream.JetStream, topic st
 	case <-fut.Ok():
 		return nil
 	case err := <-fut.Err():
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			b.streamLost(stream)
+		}
 		return fmt.Errorf("jetstream broker: publish to %q not stored: %w", topic, err)
 	case <-ctx.Done():
 		return fmt.Errorf("jetstream broker: publish to %q: no acknowledgement: %w", topic, ctx.Err())
+	case <-b.ctx.Done():
+		// nats.go resolves a publish's future when the connection drops,
+		// not when it closes: the broker's end must end the wait.
+		return fmt.Errorf("jetstream broker: publish to %q: no acknowledgement before Disconnect: %w", topic, broker.ErrClosed)
 	}
 }
 
@@ -287,6 +383,7 @@ func (b *jsBroker) Disconnect(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("jetstream broker: publishes still waiting for acknowledgements: %w", ctx.Err()))
 	}
 	b.cancel()
+	b.wg.Wait()
 	closed := make(chan struct{})
 	nc.SetClosedHandler(func(*natsgo.Conn) { close(closed) })
 	if err := nc.Drain(); err != nil {
@@ -322,6 +419,18 @@ func sanitize(s string) string {
 		fmt.Fprintf(&sb, "_%08x", h.Sum32())
 	}
 	return sb.String()
+}
+
+// sanitizeHashed is sanitize, always with the hash: for a name made of
+// parts, so that where one part ends is never in doubt.
+func sanitizeHashed(s string) string {
+	out := sanitize(s)
+	if out == s {
+		h := fnv.New32a()
+		h.Write([]byte(s))
+		out = fmt.Sprintf("%s_%08x", out, h.Sum32())
+	}
+	return out
 }
 
 // subjectMatches reports whether a NATS subject pattern ('*' one token,
