@@ -130,6 +130,7 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 		{envconfig.RegisterTTL, &o.registerTTL},
 		{envconfig.RegisterInterval, &o.registerInterval},
 		{envconfig.ClientRequestTimeout, &o.requestTimeout},
+		{envconfig.BrokerAckWait, &o.brokerAckWait},
 	}
 	for _, d := range durs {
 		val, ok, err := v.Duration(d.set)
@@ -164,6 +165,11 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 	} else if ok {
 		o.retries = &n
 	}
+	if n, ok, err := v.Int(envconfig.BrokerReplicas); err != nil {
+		return fmt.Errorf("micro: init: %w", err)
+	} else if ok {
+		o.brokerReplicas = n
+	}
 	// Registry and broker switch when the operator named one or gave
 	// addresses; addresses alone reconfigure the plugin already chosen.
 	if err := s.applyRegistryLocked(v); err != nil {
@@ -180,7 +186,9 @@ func (s *Service) applyBrokerLocked(v envconfig.Values) error {
 	_, tokened := v[envconfig.BrokerToken]
 	_, tlsSet := v[envconfig.TLSCertFile]
 	_, caSet := v[envconfig.TLSCAFile]
-	if !named && !addressed && !tokened && !tlsSet && !caSet {
+	_, ackWaitSet := v[envconfig.BrokerAckWait]
+	_, replicasSet := v[envconfig.BrokerReplicas]
+	if !named && !addressed && !tokened && !tlsSet && !caSet && !ackWaitSet && !replicasSet {
 		return nil
 	}
 	if !named {
@@ -191,7 +199,11 @@ func (s *Service) applyBrokerLocked(v envconfig.Values) error {
 	}
 	s.opts.broker = nil
 	s.opts.brokerName = name
-	s.opts.brokerAddrs = v.List(envconfig.BrokerAddress)
+	if named || addressed {
+		// Otherwise the addresses given in code stay: a token or an ack
+		// wait alone does not move the broker.
+		s.opts.brokerAddrs = v.List(envconfig.BrokerAddress)
+	}
 	s.brk, s.brkErr, s.ownsBroker = nil, nil, false
 	// A wrong name fails here, at Init, and at every use after. The broker
 	// itself is made on first use (brokerLocked), so that only a program

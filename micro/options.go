@@ -79,7 +79,9 @@ type options struct {
 	requestMemory          int64
 	tls                    certs.Files
 	brokerToken            string
-	err                    error // from FailingOption
+	brokerAckWait          time.Duration // 0: the plugin's default
+	brokerReplicas         int           // 0: the plugin's default
+	err                    error         // from FailingOption
 	logger                 *slog.Logger
 }
 

@@ -41,7 +41,8 @@ func (s *Service) brokerLocked() (broker.Broker, error) {
 		s.brkErr = err
 		return nil, err
 	}
-	bo := plugins.BrokerOptions{Addrs: s.opts.brokerAddrs, Registry: reg, Token: s.opts.brokerToken}
+	bo := plugins.BrokerOptions{Addrs: s.opts.brokerAddrs, Registry: reg, Token: s.opts.brokerToken,
+		AckWait: s.opts.brokerAckWait, Replicas: s.opts.brokerReplicas}
 	src, err := s.tlsSourceLocked()
 	if err != nil {
 		s.brkErr = err

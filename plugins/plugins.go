@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/microgrpc/microgrpc/broker"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -66,6 +67,14 @@ type BrokerOptions struct {
 	// Token is a shared secret publishers must present when the transport
 	// does not authenticate them (--broker_token, MICRO_BROKER_TOKEN).
 	Token string
+	// AckWait, when not 0, is how long a broker that redelivers (jetstream)
+	// waits for a delivery's answer before delivering it again
+	// (--broker_ack_wait, MICRO_BROKER_ACK_WAIT).
+	AckWait time.Duration
+	// Replicas, when not 0, is how many copies a broker that stores
+	// messages (jetstream) keeps of the streams it makes
+	// (--broker_replicas, MICRO_BROKER_REPLICAS).
+	Replicas int
 }
 
 type table[F any] struct {

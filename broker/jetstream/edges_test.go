@@ -203,3 +203,43 @@ func startRestartable(t *testing.T) *natstest.Restartable {
 	t.Cleanup(srv.Stop)
 	return srv
 }
+
+// A handler that runs for three ack waits is not delivered again: the
+// broker reports it in progress while it runs, to the other member of its
+// queue group as much as to itself.
+func TestLongHandlerNotRedelivered(t *testing.T) {
+	run := token()
+	topic := "edge-long-" + run
+	const ackWait = time.Second
+	var starts atomic.Int64
+	done := make(chan struct{}, 4)
+	h := func(ctx context.Context, _ broker.Event) error {
+		starts.Add(1)
+		timer := time.NewTimer(3 * ackWait)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		done <- struct{}{}
+		return nil
+	}
+	for range 2 {
+		if _, err := newBroker(t, jetstream.WithAckWait(ackWait)).Subscribe(topic, h, broker.Queue("long-"+run)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := newBroker(t).Publish(testCtx(t), topic, &broker.Message{Body: []byte("slow")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-testCtx(t).Done():
+		t.Fatal("the long handler never finished")
+	}
+	time.Sleep(ackWait + ackWait/2) // a redelivery would have started by now
+	if n := starts.Load(); n != 1 {
+		t.Fatalf("handler started %d times for one message that took 3x the ack wait, want once", n)
+	}
+}

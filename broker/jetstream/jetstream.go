@@ -55,7 +55,10 @@
 //     broker.ErrRejected, it is terminated, logged, and published to the
 //     dead-letter subject when WithDeadLetter set one.
 //   - A message whose subscriber dies while handling it is delivered again,
-//     to another member if there is one, after WithAckWait.
+//     to another member if there is one, after WithAckWait (a few seconds
+//     by default). A handler that runs longer is not cut short, nor is its
+//     message delivered again meanwhile: the broker tells the server every
+//     third of the ack wait that the message is in progress.
 //
 // Delivery is thus at least once: a handler may see a message again (after
 // a crash between handling and acknowledging), so handlers should be
@@ -136,6 +139,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("%w: backoff %v..%v", ErrInvalidOption, o.backoffMin, o.backoffMax)
 	case o.maxPending < 1:
 		return fmt.Errorf("%w: max pending %d", ErrInvalidOption, o.maxPending)
+	case o.replicas < 0 || o.replicas > 5:
+		return fmt.Errorf("%w: replicas %d: want 1 to 5", ErrInvalidOption, o.replicas)
 	case o.streamPrefix == "" || strings.ContainsAny(o.streamPrefix, ".*> \t/\\"):
 		return fmt.Errorf("%w: stream prefix %q", ErrInvalidOption, o.streamPrefix)
 	}
@@ -201,6 +206,9 @@ func (b *jsBroker) streamFor(topic string) jetstream.StreamConfig {
 	for _, s := range b.opts.streams {
 		for _, subj := range s.Subjects {
 			if subjectMatches(subj, topic) {
+				if s.Replicas == 0 && b.opts.replicas > 0 {
+					s.Replicas = b.opts.replicas
+				}
 				return s
 			}
 		}
@@ -208,6 +216,9 @@ func (b *jsBroker) streamFor(topic string) jetstream.StreamConfig {
 	cfg := b.opts.stream
 	cfg.Name = b.opts.streamPrefix + "_" + sanitize(topic)
 	cfg.Subjects = []string{topic}
+	if b.opts.replicas > 0 {
+		cfg.Replicas = b.opts.replicas
+	}
 	return cfg
 }
 
