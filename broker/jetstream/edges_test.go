@@ -147,6 +147,9 @@ func TestLostStreamMadeAgain(t *testing.T) {
 				err := pub.Publish(ctx, "lost", &broker.Message{Body: []byte(body)})
 				cancel()
 				if err != nil {
+					if failed < 3 {
+						t.Logf("publish %v after the loss: %v", time.Since(lostAt).Round(time.Millisecond), err)
+					}
 					failed++
 					time.Sleep(50 * time.Millisecond)
 					continue

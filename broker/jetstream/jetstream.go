@@ -13,10 +13,12 @@
 //   - Publish returns nil only once the stream stored the message (the
 //     server's PubAck). Concurrent publishes are pipelined: each waits for
 //     its own acknowledgement, none waits for another's.
+//
 //   - Streams are created, or updated, on a topic's first use: one per
 //     topic named after WithStreamPrefix and the topic, with the limits of
 //     WithStreamDefaults (retention, max age, replicas...), unless a
 //     stream declared WithStream covers the topic.
+//
 //   - A queue group is a durable consumer named after the group: its
 //     members share it, and each message goes to one of them. A plain
 //     subscription is a durable consumer named after the subscriber
@@ -24,10 +26,27 @@
 //     it stopped, and the instances of one service share it, so each
 //     message is handled once per subscribing service. With
 //     broker.Ephemeral, or without a name, it is ephemeral: only what is
-//     published while it runs.
+//     published while it runs. See Consumer names below.
+//
 //   - A stream or consumer that disappears (memory storage and a server
 //     restart, an operator, a cluster losing it) is made again by the next
 //     publish or by the subscription, at most once per second.
+//
+//   - A handler returning nil acknowledges the message. An error makes it
+//     come again after a backoff (WithBackoff), up to WithMaxDeliver
+//     deliveries; then, or at once for an error wrapping
+//     broker.ErrRejected, it is terminated, logged, and published to the
+//     dead-letter subject when WithDeadLetter set one.
+//
+//   - A message whose subscriber dies while handling it is delivered again,
+//     to another member if there is one, after WithAckWait (a few seconds
+//     by default). A handler that runs longer is not cut short, nor is its
+//     message delivered again meanwhile: the broker tells the server every
+//     third of the ack wait that the message is in progress.
+//
+// Delivery is thus at least once: a handler may see a message again (after
+// a crash between handling and acknowledging), so handlers should be
+// idempotent.
 //
 // # Consumer names
 //
@@ -49,20 +68,18 @@
 // it. Names are the given ones where they are plain (letters, digits, '-'
 // and '_'); other characters become '_', followed by a hash of the
 // original.
-//   - A handler returning nil acknowledges the message. An error makes it
-//     come again after a backoff (WithBackoff), up to WithMaxDeliver
-//     deliveries; then, or at once for an error wrapping
-//     broker.ErrRejected, it is terminated, logged, and published to the
-//     dead-letter subject when WithDeadLetter set one.
-//   - A message whose subscriber dies while handling it is delivered again,
-//     to another member if there is one, after WithAckWait (a few seconds
-//     by default). A handler that runs longer is not cut short, nor is its
-//     message delivered again meanwhile: the broker tells the server every
-//     third of the ack wait that the message is in progress.
 //
-// Delivery is thus at least once: a handler may see a message again (after
-// a crash between handling and acknowledging), so handlers should be
-// idempotent.
+// # A NATS cluster
+//
+// Give the broker the URLs of several servers of one cluster (WithURLs,
+// or --broker_address=nats://a:4222,nats://b:4222,nats://c:4222): it
+// connects to any of them, and when that server goes it moves to another
+// by itself; its publishes in flight then fail (they may still have been
+// stored), and its subscriptions resume through the new server. Keep the
+// streams on several servers with WithReplicas(3) (--broker_replicas=3):
+// a stream of 3 replicas keeps storing, and delivering, with one of its
+// servers down. While the cluster elects a new leader for a stream whose
+// leader died (a few seconds), publishes to it fail fast.
 package jetstream
 
 import (
@@ -123,8 +140,11 @@ type jsBroker struct {
 // and subscriptions that wait for it.
 type streamState struct {
 	ready chan struct{}
-	err   error     // set before ready is closed
-	at    time.Time // when it was made; set before ready is closed
+	err   error // set before ready is closed
+	// Under jsBroker.mu once ready is closed: when it was last made, and
+	// whether it is being made again (streamLost).
+	at       time.Time
+	remaking bool
 }
 
 func (b *jsBroker) String() string { return Name }
@@ -222,8 +242,8 @@ func (b *jsBroker) streamFor(topic string) jetstream.StreamConfig {
 	return cfg
 }
 
-// ensureStream creates or updates a topic's stream once per broker (and
-// again after streamLost), and returns its config.
+// ensureStream creates or updates a topic's stream once per broker, and
+// returns its config.
 func (b *jsBroker) ensureStream(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.StreamConfig, error) {
 	cfg := b.streamFor(topic)
 	b.mu.Lock()
@@ -238,7 +258,9 @@ func (b *jsBroker) ensureStream(ctx context.Context, js jetstream.JetStream, top
 		cctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 		_, err := js.CreateOrUpdateStream(cctx, cfg)
 		cancel()
+		b.mu.Lock()
 		st.at = time.Now()
+		b.mu.Unlock()
 		if err != nil {
 			st.err = fmt.Errorf("jetstream broker: create or update stream %s for %q: %w", cfg.Name, topic, err)
 			b.mu.Lock()
@@ -259,25 +281,50 @@ func (b *jsBroker) ensureStream(ctx context.Context, js jetstream.JetStream, top
 	}
 }
 
-// streamLost says that a stream did not answer as if it were gone (a
+// streamLost says that a publish found no stream to answer it: gone (a
 // server with memory storage restarted, an operator deleted it, a cluster
-// lost it): the next use makes it again, unless it was made less than
-// repairEvery ago, so that a stream that is there but slow is not made
-// again by every publish.
-func (b *jsBroker) streamLost(name string) {
+// lost it), or only leaderless for a moment (a cluster electing a new
+// leader). It makes the stream again in the background, at most once per
+// repairEvery; publishes do not wait for that, so while a cluster elects
+// they fail fast rather than queue up behind a stream request that cannot
+// be answered yet.
+func (b *jsBroker) streamLost(js jetstream.JetStream, topic string) {
+	cfg := b.streamFor(topic)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := b.streams[name]
-	if st == nil {
+	st := b.streams[cfg.Name]
+	if b.closed || st == nil || st.remaking {
 		return
 	}
 	select {
 	case <-st.ready:
-		if time.Since(st.at) >= repairEvery {
-			delete(b.streams, name)
-		}
-	default: // being made right now
+	default:
+		return // being made right now
 	}
+	if time.Since(st.at) < repairEvery {
+		return
+	}
+	st.remaking = true
+	b.wg.Add(1) // under mu while open: Disconnect's Wait comes after
+	go func() {
+		defer b.wg.Done()
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		defer cancel()
+		if err := b.remakeStream(ctx, js, cfg); err != nil {
+			b.opts.conn.Logger.Warn("jetstream broker: making a lost stream again", "topic", topic, "stream", cfg.Name, "error", err)
+		}
+	}()
+}
+
+// remakeStream creates or updates a stream that was made before, now.
+func (b *jsBroker) remakeStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	_, err := js.CreateOrUpdateStream(ctx, cfg)
+	b.mu.Lock()
+	if st := b.streams[cfg.Name]; st != nil {
+		st.at, st.remaking = time.Now(), false
+	}
+	b.mu.Unlock()
+	return err
 }
 
 // takeOrdinal returns the lowest ordinal (from 1) of a subscriber's
@@ -329,14 +376,13 @@ func (b *jsBroker) Publish(ctx context.Context, topic string, m *broker.Message,
 
 // store makes sure of the topic's stream and publishes msg to it.
 func (b *jsBroker) store(ctx context.Context, js jetstream.JetStream, topic string, msg *broker.Message) error {
-	cfg, err := b.ensureStream(ctx, js, topic)
-	if err != nil {
+	if _, err := b.ensureStream(ctx, js, topic); err != nil {
 		return err
 	}
-	return b.publish(ctx, js, cfg.Name, topic, msg)
+	return b.publish(ctx, js, topic, msg)
 }
 
-func (b *jsBroker) publish(ctx context.Context, js jetstream.JetStream, stream, topic string, msg *broker.Message) error {
+func (b *jsBroker) publish(ctx context.Context, js jetstream.JetStream, topic string, msg *broker.Message) error {
 	nm := &natsgo.Msg{Subject: topic, Data: msg.Body, Header: natsgo.Header{}}
 	for k, v := range msg.Header {
 		nm.Header.Set(k, v)
@@ -353,7 +399,7 @@ func (b *jsBroker) publish(ctx context.Context, js jetstream.JetStream, stream, 
 		return nil
 	case err := <-fut.Err():
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			b.streamLost(stream)
+			b.streamLost(js, topic)
 		}
 		return fmt.Errorf("jetstream broker: publish to %q not stored: %w", topic, err)
 	case <-ctx.Done():

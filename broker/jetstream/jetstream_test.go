@@ -44,6 +44,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envHelper) != "" {
 		os.Exit(subscriberProcess())
 	}
+	if role := os.Getenv(envRole); role != "" {
+		os.Exit(clusterHelper(role))
+	}
 	dir, err := os.MkdirTemp("", "jetstream-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -201,24 +201,24 @@ func (s *subscription) repairLoop() {
 		case <-s.lost:
 		case <-closed:
 		}
-		for !s.repair() {
+		// Wait before each look: a stream being deleted answers as gone
+		// while the server still removes it, and one made again in that
+		// moment was seen to take no messages.
+		for {
 			t.Reset(repairEvery)
 			select {
 			case <-s.stop.Done():
 				return
 			case <-t.C:
 			}
+			if s.repair() {
+				break
+			}
 		}
-		// Errors that came during the repair are answered by it.
+		// Errors that came meanwhile are answered by the repair.
 		select {
 		case <-s.lost:
 		default:
-		}
-		t.Reset(repairEvery)
-		select {
-		case <-s.stop.Done():
-			return
-		case <-t.C:
 		}
 	}
 }
@@ -246,8 +246,7 @@ func (s *subscription) repair() bool {
 			return false // the server does not answer; ask again later
 		}
 	}
-	s.b.streamLost(s.stream)
-	if _, err := s.b.ensureStream(ctx, s.js, s.topic); err != nil {
+	if err := s.b.remakeStream(ctx, s.js, s.b.streamFor(s.topic)); err != nil {
 		s.b.opts.conn.Logger.Warn("jetstream broker: making a lost stream again", "topic", s.topic, "stream", s.stream, "error", err)
 		return false
 	}
