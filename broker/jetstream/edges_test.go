@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -244,5 +245,49 @@ func TestLongHandlerNotRedelivered(t *testing.T) {
 	time.Sleep(ackWait + ackWait/2) // a redelivery would have started by now
 	if n := starts.Load(); n != 1 {
 		t.Fatalf("handler started %d times for one message that took 3x the ack wait, want once", n)
+	}
+}
+
+// PublishAsync is the broker's own (broker.AsyncPublisher): many in
+// flight from one goroutine, each result on its channel, every stored
+// message handled; bad input is an error on the channel.
+func TestPublishAsync(t *testing.T) {
+	run := token()
+	topic := "edge-async-" + run
+	b := newBroker(t)
+	if _, ok := b.(broker.AsyncPublisher); !ok {
+		t.Fatal("the jetstream broker does not implement broker.AsyncPublisher")
+	}
+	s := &seen{counts: map[string]int{}}
+	if _, err := newBroker(t).Subscribe(topic, func(_ context.Context, e broker.Event) error {
+		s.add(string(e.Message().Body))
+		return nil
+	}, broker.SubscriberName("async-"+run)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	bodies := make([]string, n)
+	results := make([]<-chan error, n)
+	for i := range n {
+		bodies[i] = fmt.Sprint("a", i)
+		results[i] = broker.PublishAsync(testCtx(t), b, topic, &broker.Message{Header: map[string]string{"x-i": fmt.Sprint(i)}, Body: []byte(bodies[i])})
+	}
+	for i, res := range results {
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Fatalf("PublishAsync #%d: %v", i, err)
+			}
+		case <-testCtx(t).Done():
+			t.Fatalf("PublishAsync #%d: no result", i)
+		}
+	}
+	waitAll(t, s, bodies, "published with PublishAsync")
+	if err := <-broker.PublishAsync(testCtx(t), b, "a..b", &broker.Message{}); !errors.Is(err, broker.ErrInvalidTopic) {
+		t.Errorf("PublishAsync to a..b = %v, want ErrInvalidTopic", err)
+	}
+	unconnected := jetstream.NewBroker(jetstream.WithURLs(url))
+	if err := <-broker.PublishAsync(testCtx(t), unconnected, topic, &broker.Message{}); !errors.Is(err, broker.ErrNotConnected) {
+		t.Errorf("PublishAsync before Connect = %v, want ErrNotConnected", err)
 	}
 }

@@ -118,22 +118,26 @@ func NewBroker(opts ...Option) broker.Broker {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &jsBroker{opts: o, streams: map[string]*streamState{}, subs: map[*subscription]struct{}{}, ordinals: map[string]map[int]bool{}}
+	return &jsBroker{opts: o, streams: map[string]*streamState{}, topicStreams: map[string]string{},
+		subs: map[*subscription]struct{}{}, ordinals: map[string]map[int]bool{}, pubs: pubs{m: map[*natsgo.Msg]pub{}}}
 }
 
 type jsBroker struct {
 	opts options
 
-	mu       sync.Mutex
-	nc       *natsgo.Conn
-	js       jetstream.JetStream
-	closed   bool
-	streams  map[string]*streamState // by stream name
-	subs     map[*subscription]struct{}
-	ordinals map[string]map[int]bool // taken, by subscriber and topic: see durable
-	ctx      context.Context         // ends with Disconnect
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup // the subscriptions' goroutines
+	mu      sync.Mutex
+	nc      *natsgo.Conn
+	js      jetstream.JetStream
+	closed  bool
+	streams map[string]*streamState // by stream name
+	// topicStreams caches streamFor's names, for the publish path.
+	topicStreams map[string]string
+	subs         map[*subscription]struct{}
+	ordinals     map[string]map[int]bool // taken, by subscriber and topic: see durable
+	ctx          context.Context         // ends with Disconnect
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup // the subscriptions' goroutines
+	pubs         pubs
 }
 
 // streamState is a stream's creation (or update), shared by the publishes
@@ -193,7 +197,8 @@ func (b *jsBroker) Connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(b.opts.maxPending))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(b.opts.maxPending),
+		jetstream.WithPublishAsyncAckHandler(b.ackHandler), jetstream.WithPublishAsyncErrHandler(b.errHandler))
 	if err != nil {
 		nc.Close()
 		return fmt.Errorf("jetstream broker: %w", err)
@@ -281,6 +286,28 @@ func (b *jsBroker) ensureStream(ctx context.Context, js jetstream.JetStream, top
 	}
 }
 
+// streamReady reports whether the topic's stream was made and nothing
+// needs to wait for it.
+func (b *jsBroker) streamReady(topic string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	name, ok := b.topicStreams[topic]
+	if !ok {
+		name = b.streamFor(topic).Name
+		b.topicStreams[topic] = name
+	}
+	st := b.streams[name]
+	if st == nil {
+		return false
+	}
+	select {
+	case <-st.ready:
+		return st.err == nil
+	default:
+		return false
+	}
+}
+
 // streamLost says that a publish found no stream to answer it: gone (a
 // server with memory storage restarted, an operator deleted it, a cluster
 // lost it), or only leaderless for a moment (a cluster electing a new
@@ -357,60 +384,6 @@ func (b *jsBroker) releaseOrdinal(key string, n int) {
 	}
 }
 
-// Publish stores m in the topic's stream and returns once the server
-// acknowledged it.
-func (b *jsBroker) Publish(ctx context.Context, topic string, m *broker.Message, opts ...broker.PublishOption) error {
-	if err := broker.ValidateTopic(topic); err != nil {
-		return err
-	}
-	nc, js, err := b.conn()
-	if err != nil {
-		return err
-	}
-	msg := broker.NewPublishOptions(opts...).Prepare(m)
-	if err := broker.CheckSize(topic, msg, int(nc.MaxPayload())); err != nil {
-		return err
-	}
-	return b.store(ctx, js, topic, msg)
-}
-
-// store makes sure of the topic's stream and publishes msg to it.
-func (b *jsBroker) store(ctx context.Context, js jetstream.JetStream, topic string, msg *broker.Message) error {
-	if _, err := b.ensureStream(ctx, js, topic); err != nil {
-		return err
-	}
-	return b.publish(ctx, js, topic, msg)
-}
-
-func (b *jsBroker) publish(ctx context.Context, js jetstream.JetStream, topic string, msg *broker.Message) error {
-	nm := &natsgo.Msg{Subject: topic, Data: msg.Body, Header: natsgo.Header{}}
-	for k, v := range msg.Header {
-		nm.Header.Set(k, v)
-	}
-	fut, err := js.PublishMsgAsync(nm)
-	if err != nil {
-		if errors.Is(err, natsgo.ErrMaxPayload) {
-			return fmt.Errorf("%w: %v", broker.ErrMessageTooLarge, err)
-		}
-		return fmt.Errorf("jetstream broker: publish to %q: %w", topic, err)
-	}
-	select {
-	case <-fut.Ok():
-		return nil
-	case err := <-fut.Err():
-		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			b.streamLost(js, topic)
-		}
-		return fmt.Errorf("jetstream broker: publish to %q not stored: %w", topic, err)
-	case <-ctx.Done():
-		return fmt.Errorf("jetstream broker: publish to %q: no acknowledgement: %w", topic, ctx.Err())
-	case <-b.ctx.Done():
-		// nats.go resolves a publish's future when the connection drops,
-		// not when it closes: the broker's end must end the wait.
-		return fmt.Errorf("jetstream broker: publish to %q: no acknowledgement before Disconnect: %w", topic, broker.ErrClosed)
-	}
-}
-
 // Disconnect stops every subscription (the messages being handled finish,
 // within ctx; those not yet handled stay in the stream), waits for the
 // publishes in flight, and closes the connection.
@@ -439,6 +412,7 @@ func (b *jsBroker) Disconnect(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("jetstream broker: publishes still waiting for acknowledgements: %w", ctx.Err()))
 	}
+	b.pubs.close(broker.ErrClosed)
 	b.cancel()
 	b.wg.Wait()
 	closed := make(chan struct{})

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/microgrpc/microgrpc/broker"
-	"github.com/microgrpc/microgrpc/broker/internal/limit"
 )
 
 // repairEvery bounds how often a subscription checks that its consumer
@@ -30,7 +29,7 @@ type subscription struct {
 	ord    int
 	opts   broker.SubscribeOptions
 	h      broker.Handler
-	limit  limit.Limiter
+	work   chan *delivery // to the workers, when MaxConcurrent > 1
 
 	// ctx is the handlers' context: it ends when Unsubscribe gives up on
 	// them. stop ends when Unsubscribe begins to stop: the repair loop
@@ -99,7 +98,7 @@ func (b *jsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Subs
 		MaxAckPending: max(1000, 2*o.MaxConcurrent),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
-	s := &subscription{b: b, js: js, topic: topic, stream: stream.Name, opts: o, h: h, limit: limit.New(o.MaxConcurrent),
+	s := &subscription{b: b, js: js, topic: topic, stream: stream.Name, opts: o, h: h, work: make(chan *delivery),
 		lost: make(chan struct{}, 1), done: make(chan struct{})}
 	shared := len(stream.Subjects) != 1 || stream.Subjects[0] != topic
 	switch {
@@ -144,6 +143,13 @@ func (b *jsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Subs
 	}
 	go func() { defer b.wg.Done(); s.repairLoop() }()
 	go func() { defer b.wg.Done(); s.flight.heartbeat(s.stop, b.opts.ackWait) }()
+	if o.MaxConcurrent > 1 {
+		// Not in b.wg: a worker in a handler that ignores its context
+		// must not hold up Disconnect (s.handlers counts the calls).
+		for range o.MaxConcurrent {
+			go s.worker()
+		}
+	}
 	return s, nil
 }
 
@@ -155,7 +161,7 @@ func (s *subscription) start(ctx context.Context) (jetstream.ConsumeContext, err
 	}
 	log := s.b.opts.conn.Logger
 	cc, err := cons.Consume(s.deliver,
-		jetstream.PullMaxMessages(max(16, 2*s.opts.MaxConcurrent)),
+		jetstream.PullMaxMessages(max(512, 2*s.opts.MaxConcurrent)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if s.stop.Err() != nil {
 				return
@@ -283,20 +289,31 @@ func (s *subscription) deliver(m jetstream.Msg) {
 		s.handle(d)
 		return
 	}
-	if s.limit.Acquire(s.stop) != nil {
-		s.flight.remove(d)
-		return
-	}
 	if !s.begin() {
-		s.limit.Release()
 		s.flight.remove(d)
 		return
 	}
-	go func() {
-		defer s.handlers.Done()
-		defer s.limit.Release()
-		s.handle(d)
-	}()
+	select {
+	case s.work <- d:
+	case <-s.stop.Done():
+		s.flight.remove(d)
+		s.handlers.Done()
+	}
+}
+
+// worker handles deliveries until the subscription stops: MaxConcurrent
+// of them run per subscription, so a delivery costs a hand-off, not a
+// goroutine whose stack grows again for every handler call.
+func (s *subscription) worker() {
+	for {
+		select {
+		case d := <-s.work:
+			s.handle(d)
+			s.handlers.Done()
+		case <-s.stop.Done():
+			return
+		}
+	}
 }
 
 // begin counts a handler call about to start, unless the subscription is
@@ -365,8 +382,10 @@ func (s *subscription) handle(d *delivery) {
 	m := d.m
 	hdr := m.Headers()
 	bm := &broker.Message{Header: make(map[string]string, len(hdr)), Body: m.Data()}
-	for k := range hdr {
-		bm.Header[strings.ToLower(k)] = hdr.Get(k)
+	for k, v := range hdr {
+		if len(v) > 0 {
+			bm.Header[strings.ToLower(k)] = v[0]
+		}
 	}
 	err := broker.Invoke(s.ctx, s.h, s.topic, bm, s.opts.AutoAck)
 	if err == nil {
