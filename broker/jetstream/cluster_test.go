@@ -179,7 +179,8 @@ func clusterPublisher() int {
 	return 0
 }
 
-// proc is a helper process; lines gets each line of its output.
+// proc is a helper process (this test binary in a role); lines gets each
+// line of its output but "ready".
 type proc struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
@@ -190,7 +191,10 @@ type proc struct {
 func startProc(t *testing.T, role string, lines func(string), env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), envRole+"="+role), env...)
+	cmd.Env = append(os.Environ(), env...)
+	if role != "" {
+		cmd.Env = append(cmd.Env, envRole+"="+role)
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -1,7 +1,6 @@
 package jetstream_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,11 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -122,10 +119,7 @@ func subscriberProcess() int {
 
 // child is a subscriber process; seen collects what all children handled.
 type child struct {
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	ready   chan struct{}
-	done    chan struct{}
+	*proc
 	started chan string // bodies it began to handle; buffered, extra ones dropped
 }
 
@@ -149,66 +143,20 @@ func (s *seen) has(body string) bool {
 // startChild starts a subscriber process of topic (queue may be "").
 func startChild(t *testing.T, s *seen, topic, queue, name string, env ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envHelper+"=1", envURL+"="+url, envTopic+"="+topic, envQueue+"="+queue, envName+"="+name)
-	cmd.Env = append(cmd.Env, env...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, stdin: stdin, ready: make(chan struct{}), done: make(chan struct{}), started: make(chan string, 1024)}
-	go func() {
-		defer close(c.done)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			if line == "ready" {
-				close(c.ready)
-			} else if body, ok := strings.CutPrefix(line, "handled "); ok {
-				s.add(body)
-			} else if body, ok := strings.CutPrefix(line, "start "); ok {
-				select {
-				case c.started <- body:
-				default:
-				}
+	c := &child{started: make(chan string, 1024)}
+	env = append([]string{envHelper + "=1", envURL + "=" + url, envTopic + "=" + topic, envQueue + "=" + queue, envName + "=" + name}, env...)
+	c.proc = startProc(t, "", func(line string) {
+		if body, ok := strings.CutPrefix(line, "handled "); ok {
+			s.add(body)
+		} else if body, ok := strings.CutPrefix(line, "start "); ok {
+			select {
+			case c.started <- body:
+			default:
 			}
 		}
-		cmd.Wait()
-	}()
-	t.Cleanup(func() { c.stop() })
-	select {
-	case <-c.ready:
-	case <-c.done:
-		t.Fatal("subscriber process exited before it was ready")
-	case <-time.After(defaultTestTimeout):
-		t.Fatal("subscriber process not ready")
-	}
+	}, env...)
+	c.waitReady(t, "subscriber process")
 	return c
-}
-
-// stop ends the child gracefully (closing its stdin), or kills it after
-// a while.
-func (c *child) stop() {
-	c.stdin.Close()
-	select {
-	case <-c.done:
-	case <-time.After(15 * time.Second):
-		c.cmd.Process.Kill()
-		<-c.done
-	}
-}
-
-func (c *child) kill() {
-	c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.done
 }
 
 var quiet = slog.New(slog.DiscardHandler)

@@ -161,7 +161,7 @@ func (s *subscription) start(ctx context.Context) (jetstream.ConsumeContext, err
 	}
 	log := s.b.opts.conn.Logger
 	cc, err := cons.Consume(s.deliver,
-		jetstream.PullMaxMessages(max(512, 2*s.opts.MaxConcurrent)),
+		jetstream.PullMaxMessages(max(64, 2*s.opts.MaxConcurrent)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if s.stop.Err() != nil {
 				return
