@@ -215,9 +215,16 @@ func TestLongHandlerNotRedelivered(t *testing.T) {
 	run := token()
 	topic := "edge-long-" + run
 	const ackWait = time.Second
-	var starts atomic.Int64
+	var h broker.Handler
+	var starts, holder atomic.Int64
 	done := make(chan struct{}, 4)
-	h := func(ctx context.Context, _ broker.Event) error {
+	handler := func(member int64) broker.Handler {
+		return func(ctx context.Context, e broker.Event) error {
+			holder.Store(member)
+			return h(ctx, e)
+		}
+	}
+	h = func(ctx context.Context, _ broker.Event) error {
 		starts.Add(1)
 		timer := time.NewTimer(3 * ackWait)
 		defer timer.Stop()
@@ -229,12 +236,16 @@ func TestLongHandlerNotRedelivered(t *testing.T) {
 		done <- struct{}{}
 		return nil
 	}
-	for range 2 {
-		if _, err := newBroker(t, jetstream.WithAckWait(ackWait)).Subscribe(topic, h, broker.Queue("long-"+run)); err != nil {
+	var subs []broker.Subscriber
+	for i := range 2 {
+		sub, err := newBroker(t, jetstream.WithAckWait(ackWait)).Subscribe(topic, handler(int64(i)), broker.Queue("long-"+run))
+		if err != nil {
 			t.Fatal(err)
 		}
+		subs = append(subs, sub)
 	}
-	if err := newBroker(t).Publish(testCtx(t), topic, &broker.Message{Body: []byte("slow")}); err != nil {
+	pub := newBroker(t)
+	if err := pub.Publish(testCtx(t), topic, &broker.Message{Body: []byte("slow")}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -245,6 +256,21 @@ func TestLongHandlerNotRedelivered(t *testing.T) {
 	time.Sleep(ackWait + ackWait/2) // a redelivery would have started by now
 	if n := starts.Load(); n != 1 {
 		t.Fatalf("handler started %d times for one message that took 3x the ack wait, want once", n)
+	}
+	// The same while Unsubscribe waits for the handler: its member stops
+	// taking messages, and the other one would get a redelivery.
+	if err := pub.Publish(testCtx(t), topic, &broker.Message{Body: []byte("slow while stopping")}); err != nil {
+		t.Fatal(err)
+	}
+	for starts.Load() < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := subs[holder.Load()].Unsubscribe(testCtx(t)); err != nil {
+		t.Fatalf("Unsubscribe: %v", err)
+	}
+	time.Sleep(ackWait / 2)
+	if n := starts.Load(); n != 2 {
+		t.Fatalf("handler started %d times for two messages, want twice: the one being handled while Unsubscribe waited came again", n)
 	}
 }
 

@@ -38,6 +38,10 @@ type subscription struct {
 	cancel context.CancelFunc
 	stop   context.Context
 	halt   context.CancelFunc
+	// beat ends the in-progress heartbeat, once the handlers are done (or
+	// given up on): a handler that Unsubscribe waits for keeps its message.
+	beat   context.Context
+	unbeat context.CancelFunc
 	lost   chan struct{} // buffer 1: the consume reported an error; check the consumer
 	done   chan struct{} // closed when the repair loop returned
 
@@ -118,9 +122,11 @@ func (b *jsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Subs
 	s.cfg = cfg
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stop, s.halt = context.WithCancel(context.Background())
+	s.beat, s.unbeat = context.WithCancel(context.Background())
 	s.flight.init()
 	fail := func(err error) (broker.Subscriber, error) {
 		s.halt()
+		s.unbeat()
 		s.cancel()
 		b.releaseOrdinal(s.key, s.ord)
 		return nil, err
@@ -142,7 +148,7 @@ func (b *jsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Subs
 		return fail(broker.ErrClosed)
 	}
 	go func() { defer b.wg.Done(); s.repairLoop() }()
-	go func() { defer b.wg.Done(); s.flight.heartbeat(s.stop, b.opts.ackWait) }()
+	go func() { defer b.wg.Done(); s.flight.heartbeat(s.beat, b.opts.ackWait) }()
 	if o.MaxConcurrent > 1 {
 		// Not in b.wg: a worker in a handler that ignores its context
 		// must not hold up Disconnect (s.handlers counts the calls).
@@ -371,6 +377,7 @@ func (s *subscription) Unsubscribe(ctx context.Context) error {
 			}
 		}
 		s.cancel()
+		s.unbeat()
 		s.b.releaseOrdinal(s.key, s.ord)
 	})
 	return err
