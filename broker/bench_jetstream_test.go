@@ -191,14 +191,42 @@ func microJetStreamPipes(b *testing.B, url string) (waiting, async *pipe) {
 	return waiting, async
 }
 
+// brokerJetStreamPipe is our jetstream broker without micro (no codec,
+// no typed handler): broker.PublishAsync and a plain handler, to tell
+// what the broker costs from what micro's encoding and dispatch add.
+func brokerJetStreamPipe(b *testing.B, url string) *pipe {
+	mk := func() broker.Broker {
+		br := jsbroker.NewBroker(jsbroker.WithURLs(url), jsbroker.WithLogger(quiet))
+		if err := br.Connect(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		return br
+	}
+	pub, sub := mk(), mk()
+	p := &pipe{name: "jetstream-broker-async"}
+	if _, err := sub.Subscribe("bench.js-broker", func(context.Context, broker.Event) error { p.handle(); return nil }, broker.SubscriberName("bench")); err != nil {
+		b.Fatal(err)
+	}
+	hdr := map[string]string{"content-type": "application/protobuf"}
+	p.async = func(ctx context.Context, body []byte) <-chan error {
+		return broker.PublishAsync(ctx, pub, "bench.js-broker", &broker.Message{Header: hdr, Body: body})
+	}
+	p.close = func() {
+		pub.Disconnect(context.Background())
+		sub.Disconnect(context.Background())
+	}
+	return p
+}
+
 // BenchmarkJetStreamPublishHandled measures publish->handled throughput
 // of 1 KiB messages through JetStream with file storage, 16 publishing
 // goroutines and at most 256 messages in flight, publisher and subscriber
 // in one process: raw nats.go jetstream (PublishAsync, every PubAck waited
 // for, each message acknowledged by its consumer) against our jetstream
 // broker through micro's Publish (each goroutine waits for its
-// acknowledgement) and PublishAsync, the path a user writes, in
-// interleaved rounds of one run. It reports msgs/s, CPU microseconds and
+// acknowledgement) and PublishAsync, the path a user writes, and the
+// broker alone through broker.PublishAsync, in interleaved rounds of one
+// run. It reports msgs/s, CPU microseconds and
 // allocations per message (the whole process) and the ratios
 // jetstream/raw and jetstream-async/raw.
 func BenchmarkJetStreamPublishHandled(b *testing.B) {
@@ -212,7 +240,9 @@ func BenchmarkJetStreamPublishHandled(b *testing.B) {
 	defer raw.close()
 	waiting, async := microJetStreamPipes(b, srv.ClientURL())
 	defer waiting.close()
-	ours := []*pipe{waiting, async}
+	bare := brokerJetStreamPipe(b, srv.ClientURL())
+	defer bare.close()
+	ours := []*pipe{waiting, async, bare}
 	for _, p := range append([]*pipe{raw}, ours...) {
 		p.window = make(chan struct{}, window)
 	}
@@ -237,5 +267,7 @@ func BenchmarkJetStreamPublishHandled(b *testing.B) {
 	}
 	b.ReportMetric(waiting.rate()/raw.rate(), "jetstream/raw")
 	b.ReportMetric(async.rate()/raw.rate(), "jetstream-async/raw")
-	fmt.Fprintf(os.Stderr, "publishers=%d: %sjetstream/raw %.3f, jetstream-async/raw %.3f\n", publishers, line, waiting.rate()/raw.rate(), async.rate()/raw.rate())
+	b.ReportMetric(bare.rate()/raw.rate(), "jetstream-broker-async/raw")
+	fmt.Fprintf(os.Stderr, "publishers=%d: %sjetstream/raw %.3f, jetstream-async/raw %.3f, jetstream-broker-async/raw %.3f\n",
+		publishers, line, waiting.rate()/raw.rate(), async.rate()/raw.rate(), bare.rate()/raw.rate())
 }
