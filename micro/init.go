@@ -37,7 +37,8 @@ func WithEnv(lookup func(string) (string, bool)) InitOption {
 
 // Init applies the operator's settings, go-micro style: the MICRO_*
 // environment variables, then the command-line flags (--registry,
-// --registry_address, --broker, --broker_address, --server_name,
+// --registry_address, --broker, --broker_address, --broker_ack_wait,
+// --broker_replicas, --server_name,
 // --server_version, --server_id, --server_address, --server_advertise,
 // --server_metadata, --register_ttl, --register_interval,
 // --client_request_timeout, --client_retries). Precedence, lowest first:
