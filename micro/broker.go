@@ -40,7 +40,8 @@ func (s *Service) brokerLocked() (broker.Broker, error) {
 		return nil, err
 	}
 	bo := plugins.BrokerOptions{Addrs: s.opts.brokerAddrs, Registry: reg, Token: s.opts.brokerToken,
-		InsecureToken: s.opts.brokerInsecureToken, Logger: s.opts.logger}
+		InsecureToken: s.opts.brokerInsecureToken, Logger: s.opts.logger,
+		AckWait: s.opts.brokerAckWait, Replicas: s.opts.brokerReplicas}
 	src, err := s.tlsSourceLocked()
 	if err != nil {
 		s.brkErr = err

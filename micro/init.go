@@ -38,7 +38,8 @@ func WithEnv(lookup func(string) (string, bool)) InitOption {
 
 // Init applies the operator's settings, go-micro style: the MICRO_*
 // environment variables, then the command-line flags (--registry,
-// --registry_address, --broker, --broker_address, --server_name,
+// --registry_address, --broker, --broker_address, --broker_ack_wait,
+// --broker_replicas, --server_name,
 // --server_version, --server_id, --server_address, --server_advertise,
 // --server_metadata, --register_ttl, --register_interval,
 // --client_request_timeout, --client_retries). Precedence, lowest first:
@@ -131,6 +132,7 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 		{envconfig.RegisterTTL, &o.registerTTL},
 		{envconfig.RegisterInterval, &o.registerInterval},
 		{envconfig.ClientRequestTimeout, &o.requestTimeout},
+		{envconfig.BrokerAckWait, &o.brokerAckWait},
 	}
 	for _, d := range durs {
 		val, ok, err := v.Duration(d.set)
@@ -170,6 +172,11 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 	} else if ok {
 		o.retries = &n
 	}
+	if n, ok, err := v.Int(envconfig.BrokerReplicas); err != nil {
+		return fmt.Errorf("micro: init: %w", err)
+	} else if ok {
+		o.brokerReplicas = n
+	}
 	// Registry and broker switch when the operator named one or gave
 	// addresses; addresses alone reconfigure the plugin already chosen.
 	if err := s.applyRegistryLocked(v); err != nil {
@@ -186,7 +193,9 @@ func (s *Service) applyBrokerLocked(v envconfig.Values) error {
 	_, tokened := v[envconfig.BrokerToken]
 	_, tlsSet := v[envconfig.TLSCertFile]
 	_, caSet := v[envconfig.TLSCAFile]
-	if !named && !addressed && !tokened && !tlsSet && !caSet {
+	_, ackWaitSet := v[envconfig.BrokerAckWait]
+	_, replicasSet := v[envconfig.BrokerReplicas]
+	if !named && !addressed && !tokened && !tlsSet && !caSet && !ackWaitSet && !replicasSet {
 		return nil
 	}
 	if !named {
@@ -197,7 +206,11 @@ func (s *Service) applyBrokerLocked(v envconfig.Values) error {
 	}
 	s.opts.broker = nil
 	s.opts.brokerName = name
-	s.opts.brokerAddrs = v.List(envconfig.BrokerAddress)
+	if named || addressed {
+		// Otherwise the addresses given in code stay: a token or an ack
+		// wait alone does not move the broker.
+		s.opts.brokerAddrs = v.List(envconfig.BrokerAddress)
+	}
 	s.brk, s.brkErr, s.ownsBroker = nil, nil, false
 	// A wrong name fails here, at Init, and at every use after. The broker
 	// itself is made on first use (brokerLocked), so that only a program

@@ -80,7 +80,9 @@ type options struct {
 	tls                    certs.Files
 	brokerToken            string
 	brokerInsecureToken    bool
-	err                    error // from FailingOption
+	brokerAckWait          time.Duration // 0: the plugin's default
+	brokerReplicas         int           // 0: the plugin's default
+	err                    error         // from FailingOption
 	logger                 *slog.Logger
 }
 

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -89,6 +90,14 @@ type BrokerOptions struct {
 	Advertise func() string
 	// Logger is the service's logger; nil: slog.Default().
 	Logger *slog.Logger
+	// AckWait, when not 0, is how long a broker that redelivers (jetstream)
+	// waits for a delivery's answer before delivering it again
+	// (--broker_ack_wait, MICRO_BROKER_ACK_WAIT).
+	AckWait time.Duration
+	// Replicas, when not 0, is how many copies a broker that stores
+	// messages (jetstream) keeps of the streams it makes
+	// (--broker_replicas, MICRO_BROKER_REPLICAS).
+	Replicas int
 }
 
 type table[F any] struct {

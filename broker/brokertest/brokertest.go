@@ -111,6 +111,7 @@ func Run(t *testing.T, f Factory, caps Caps) {
 		{"NoSubscribersIsNotAnError", checkNoSubscribers, true},
 		{"Broadcast", checkBroadcast, true},
 		{"QueueGroups", checkQueueGroups, true},
+		{"NamedSubscriptionsEachGetEverything", checkNamedSubscriptions, true},
 		{"HeadersAndBodySurvive", checkHeaders, true},
 		{"MessageTooLarge", checkTooLarge, true},
 		{"ExplicitAck", checkExplicitAck, true},

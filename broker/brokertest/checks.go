@@ -71,11 +71,11 @@ func checkClosed(t *testing.T, s *suite) {
 	await(t, "Unsubscribe of a subscription Disconnect ended", unsubscribe(sub))
 }
 
-// checkInvalidTopic: empty topics, white space, '/' and the NATS
-// wildcards are refused with ErrInvalidTopic by Publish and Subscribe.
+// checkInvalidTopic: empty topics, white space, '/', the NATS wildcards
+// and empty tokens between dots are refused with ErrInvalidTopic by Publish and Subscribe.
 func checkInvalidTopic(t *testing.T, s *suite) {
 	b := s.new(t)
-	for _, topic := range []string{"", " ", "a b", "a\tb", "a\nb", "a/b", "*", ">", "a.*", "a.>", "a.*.b", "a*"} {
+	for _, topic := range []string{"", " ", "a b", "a\tb", "a\nb", "a/b", "*", ">", "a.*", "a.>", "a.*.b", "a*", "a..b", ".a", "a.", "."} {
 		if err := publish(b, topic, msg("x")); !errors.Is(err, broker.ErrInvalidTopic) {
 			t.Errorf("Publish(%q) = %v, want ErrInvalidTopic", topic, err)
 		}
@@ -208,6 +208,35 @@ func checkQueueGroups(t *testing.T, s *suite) {
 		t.Errorf("a member of the group got nothing of %d messages: %v", n, per)
 	}
 	t.Logf("per worker: %v", per)
+}
+
+// checkNamedSubscriptions: subscriptions that carry one subscriber name
+// (two handlers of one service on one topic, as micro gives them) each get
+// every message, and a queue group named like a service is not that
+// service: it gets every message once, besides.
+func checkNamedSubscriptions(t *testing.T, s *suite) {
+	topic := s.topic("named")
+	name := "brokertest-" + s.run + "-billing"
+	pub, svc, other := s.new(t), s.new(t), s.new(t)
+	ins := []*inbox{newInbox(), newInbox(), newInbox()}
+	subscribe(t, svc, topic, ins[0].handle, broker.SubscriberName(name))
+	subscribe(t, svc, topic, ins[1].handle, broker.SubscriberName(name))
+	subscribe(t, other, topic, ins[2].handle, broker.SubscriberName("brokertest-"+s.run+"-audit"), broker.Queue(name))
+	warmUp(t, pub, topic, func() bool { return !slices.ContainsFunc(ins, func(in *inbox) bool { return !in.isWarm() }) })
+	const n = 20
+	for i := range n {
+		mustPublish(t, pub, topic, fmt.Sprint("m", i))
+	}
+	eventually(t, "every subscription to get every message", func() bool {
+		return !slices.ContainsFunc(ins, func(in *inbox) bool { return in.len() < n })
+	})
+	for j, in := range ins {
+		for i := range n {
+			if c := in.count(fmt.Sprint("m", i)); c != 1 {
+				t.Errorf("subscription %d handled m%d %d times, want once", j, i, c)
+			}
+		}
+	}
 }
 
 // checkHeaders: header keys arrive lower case, PublishOption headers are

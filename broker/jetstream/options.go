@@ -14,9 +14,12 @@ import (
 const (
 	// DefaultStreamPrefix starts the name of the stream made for a topic.
 	DefaultStreamPrefix = "MICRO"
-	// DefaultAckWait is how long the server waits for a handler's result
-	// before delivering the message again (to another member, if any).
-	DefaultAckWait = 30 * time.Second
+	// DefaultAckWait is how long the server waits for a delivery's answer
+	// before delivering the message again (to another member, if any):
+	// how long the messages of a subscriber that died wait. A handler that
+	// runs longer is reported in progress every third of it, so it is not
+	// delivered again meanwhile.
+	DefaultAckWait = 5 * time.Second
 	// DefaultMaxDeliver is how many times a message is tried before it is
 	// terminated (and dead-lettered, when a dead-letter subject is set).
 	DefaultMaxDeliver = 5
@@ -40,6 +43,7 @@ type options struct {
 	backoffMax   time.Duration
 	deadLetter   string
 	maxPending   int
+	replicas     int // 0: as the stream configs say
 }
 
 func defaultOptions() options {
@@ -58,7 +62,10 @@ func defaultOptions() options {
 // Option configures NewBroker.
 type Option func(*options)
 
-// WithURLs sets the server URLs (default nats://127.0.0.1:4222).
+// WithURLs sets the server URLs (default nats://127.0.0.1:4222). Give
+// several servers of one cluster: the broker connects to any of them, and
+// moves to another when the one it uses goes away, learning the rest of
+// the cluster from the server.
 func WithURLs(urls ...string) Option { return func(o *options) { o.conn.URLs = urls } }
 
 // WithTLS sets the TLS configuration of the NATS connection.
@@ -111,8 +118,20 @@ func WithStream(cfg jetstream.StreamConfig) Option {
 
 // WithAckWait sets how long a delivery may go unanswered before the
 // message is delivered again (default DefaultAckWait): a subscriber that
-// died while handling it is noticed after this long.
+// died while handling it is noticed after this long. Handlers that run
+// longer are not cut short: while one runs, the broker tells the server
+// every third of the ack wait that it is in progress. Flag and
+// environment: --broker_ack_wait, MICRO_BROKER_ACK_WAIT.
 func WithAckWait(d time.Duration) Option { return func(o *options) { o.ackWait = d } }
+
+// WithReplicas sets how many servers of a NATS cluster keep a copy of
+// each stream the broker makes (the per-topic ones, and those declared
+// with WithStream that set no Replicas). The default, 1, is the only
+// value a single server takes; on a cluster pick 3 (or 5 to survive two
+// servers lost at once): a stream of 3 replicas stores a message once two
+// of them have it, and keeps working with one of them down. Flag and
+// environment: --broker_replicas, MICRO_BROKER_REPLICAS.
+func WithReplicas(n int) Option { return func(o *options) { o.replicas = n } }
 
 // WithMaxDeliver sets how many times a message is tried before it is
 // terminated (default DefaultMaxDeliver).

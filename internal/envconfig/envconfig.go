@@ -38,7 +38,9 @@ var (
 	Broker               = Setting{"broker", "MICRO_BROKER", "broker plugin: http, nats, jetstream, memory", "http"}
 	BrokerToken          = Setting{"broker_token", "MICRO_BROKER_TOKEN", "shared secret publishers present to subscribers (http broker without mutual TLS; the NATS token)", "none"}
 	BrokerInsecureToken  = Setting{"broker_insecure_token", "MICRO_BROKER_INSECURE_TOKEN", "true: the http broker may send the broker token without TLS", "false"}
-	BrokerAddress        = Setting{"broker_address", "MICRO_BROKER_ADDRESS", "comma-separated broker addresses, e.g. nats://127.0.0.1:4222", "http: any free port; nats, jetstream: nats://127.0.0.1:4222"}
+	BrokerAddress        = Setting{"broker_address", "MICRO_BROKER_ADDRESS", "comma-separated broker addresses, e.g. nats://127.0.0.1:4222 (several: the servers of one NATS cluster, any of which will do)", "http: any free port; nats, jetstream: nats://127.0.0.1:4222"}
+	BrokerAckWait        = Setting{"broker_ack_wait", "MICRO_BROKER_ACK_WAIT", "jetstream: how long a delivery may go unanswered before it comes again elsewhere (a subscriber that died); handlers that run longer are reported in progress (duration, or whole seconds)", "5s"}
+	BrokerReplicas       = Setting{"broker_replicas", "MICRO_BROKER_REPLICAS", "jetstream: copies of each stream the broker makes; 1 on a single server, 3 on a cluster of 3 or more", "1"}
 	ServerName           = Setting{"server_name", "MICRO_SERVER_NAME", "name the service registers under", "the name given in code"}
 	ServerVersion        = Setting{"server_version", "MICRO_SERVER_VERSION", "version announced with the node", "none"}
 	ServerID             = Setting{"server_id", "MICRO_SERVER_ID", "node id", "name and a random suffix"}
@@ -60,7 +62,7 @@ var CommandLogLevel = Setting{"", "MICRO_LOG_LEVEL", "how much the micro command
 
 // All is every setting.
 var All = []Setting{
-	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress, BrokerToken, BrokerInsecureToken,
+	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress, BrokerToken, BrokerInsecureToken, BrokerAckWait, BrokerReplicas,
 	ServerName, ServerVersion, ServerID, ServerAddress, ServerAdvertise, ServerMetadata,
 	RegisterTTL, RegisterInterval, ClientRequestTimeout, ClientRetries,
 	TLSCertFile, TLSKeyFile, TLSCAFile,

@@ -6,8 +6,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -77,4 +79,52 @@ func start(opts *server.Options) (*server.Server, error) {
 func Stop(s *server.Server) {
 	s.Shutdown()
 	s.WaitForShutdown()
+}
+
+// Restartable is a JetStream server that a test can stop and start again
+// on the same port and store, as a crashed or upgraded server comes back
+// where its clients expect it.
+type Restartable struct {
+	dir  string
+	port int
+	mu   sync.Mutex
+	srv  *server.Server // nil while stopped
+}
+
+// StartRestartable starts a JetStream server storing in dir on a free
+// port.
+func StartRestartable(dir string) (*Restartable, error) {
+	s, err := StartJetStream(dir, -1)
+	if err != nil {
+		return nil, err
+	}
+	return &Restartable{dir: dir, port: s.Addr().(*net.TCPAddr).Port, srv: s}, nil
+}
+
+// URL is the server's client URL, the same across restarts.
+func (r *Restartable) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", r.port) }
+
+// Stop shuts the server down; it is idempotent.
+func (r *Restartable) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv != nil {
+		Stop(r.srv)
+		r.srv = nil
+	}
+}
+
+// Restart stops the server (if it runs) and starts it again on the same
+// port and store: what was stored in files is there again, what was in
+// memory is gone.
+func (r *Restartable) Restart() error {
+	r.Stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, err := StartJetStream(r.dir, r.port)
+	if err != nil {
+		return err
+	}
+	r.srv = s
+	return nil
 }

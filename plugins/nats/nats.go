@@ -29,9 +29,16 @@ func init() {
 		return natsbroker.NewBroker(options(o, natsbroker.WithURLs, natsbroker.WithTLS, natsbroker.WithToken)...), nil
 	})
 	// jetstream: NATS JetStream, durable; the addresses are server URLs,
-	// as for nats.
+	// as for nats; --broker_ack_wait and --broker_replicas apply to it.
 	plugins.RegisterBroker(builtin.BrokerJetStream, func(o plugins.BrokerOptions) (broker.Broker, error) {
-		return jsbroker.NewBroker(options(o, jsbroker.WithURLs, jsbroker.WithTLS, jsbroker.WithToken)...), nil
+		opts := options(o, jsbroker.WithURLs, jsbroker.WithTLS, jsbroker.WithToken)
+		if o.AckWait > 0 {
+			opts = append(opts, jsbroker.WithAckWait(o.AckWait))
+		}
+		if o.Replicas > 0 {
+			opts = append(opts, jsbroker.WithReplicas(o.Replicas))
+		}
+		return jsbroker.NewBroker(opts...), nil
 	})
 }
 

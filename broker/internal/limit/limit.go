@@ -1,5 +1,5 @@
 // Package limit bounds how many deliveries to one subscription run at
-// once, for broker.SubscribeOptions.MaxConcurrent (memory, jetstream; nats
+// once, for broker.SubscribeOptions.MaxConcurrent (memory; jetstream, nats
 // and http bound their workers themselves).
 package limit
 
