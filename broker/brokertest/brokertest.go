@@ -109,6 +109,7 @@ func Run(t *testing.T, f Factory, caps Caps) {
 		{"ClosedAfterDisconnect", checkClosed, true},
 		{"InvalidTopic", checkInvalidTopic, true},
 		{"NoSubscribersIsNotAnError", checkNoSubscribers, true},
+		{"UnknownPublishersRefused", checkUnknownPublishersRefused, true},
 		{"Broadcast", checkBroadcast, true},
 		{"QueueGroups", checkQueueGroups, true},
 		{"NamedSubscriptionsEachGetEverything", checkNamedSubscriptions, true},

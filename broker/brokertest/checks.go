@@ -89,6 +89,18 @@ func checkInvalidTopic(t *testing.T, s *suite) {
 	}
 }
 
+// checkUnknownPublishersRefused: a subscription that admits only some
+// publishers is refused by a broker that cannot tell who publishes (the
+// suite's brokers run without mutual TLS): never silently open to all.
+func checkUnknownPublishersRefused(t *testing.T, s *suite) {
+	b := s.new(t)
+	sub, err := b.Subscribe(s.topic("only-billing"), nop, broker.AllowPublishers("spiffe://example.org/billing"))
+	if err == nil {
+		await(t, "Unsubscribe", unsubscribe(sub))
+		t.Fatal("Subscribe with AllowPublishers succeeded on a broker that cannot tell publishers apart")
+	}
+}
+
 // checkNoSubscribers: publishing to a topic nobody subscribes to is not
 // an error.
 func checkNoSubscribers(t *testing.T, s *suite) {

@@ -91,6 +91,9 @@ func (b *jsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Subs
 		return nil, err
 	}
 	o := broker.NewSubscribeOptions(opts...)
+	if len(o.AllowPublishers) > 0 {
+		return nil, broker.ErrPublisherIdentity
+	}
 	cfg := jetstream.ConsumerConfig{
 		FilterSubject: topic,
 		AckPolicy:     jetstream.AckExplicitPolicy,

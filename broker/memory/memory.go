@@ -133,6 +133,9 @@ func (b *memBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Sub
 		return nil, broker.ErrNotConnected
 	}
 	o := broker.NewSubscribeOptions(opts...)
+	if len(o.AllowPublishers) > 0 {
+		return nil, broker.ErrPublisherIdentity
+	}
 	s := &sub{b: b, topic: topic, opts: o, h: h, limit: limit.New(o.MaxConcurrent)}
 	b.subs[topic] = append(b.subs[topic], s)
 	return s, nil

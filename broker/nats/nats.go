@@ -412,6 +412,9 @@ func (b *natsBroker) Subscribe(topic string, h broker.Handler, opts ...broker.Su
 		return nil, err
 	}
 	o := broker.NewSubscribeOptions(opts...)
+	if len(o.AllowPublishers) > 0 {
+		return nil, broker.ErrPublisherIdentity
+	}
 	s := &subscription{b: b, topic: topic, opts: o}
 	handle := func(nm *natsgo.Msg) {
 		m := &broker.Message{Header: make(map[string]string, len(nm.Header)), Body: nm.Data}
