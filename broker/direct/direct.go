@@ -175,6 +175,8 @@ func (b *directBroker) serveLocked() error {
 		return err
 	}
 	opts := append(grpclimits.Keepalive(), grpclimits.Limits()...)
+	// Fixed windows, as on the publishing side: no bandwidth probing.
+	opts = append(opts, grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(streamWindow))
 	if b.opts.serverTLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(b.opts.serverTLS)))
 	}

@@ -76,7 +76,11 @@ func (p *peer) connLocked() (*grpc.ClientConn, error) {
 		creds = credentials.NewTLS(cfg)
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: grpclimits.KeepaliveTime, Timeout: grpclimits.KeepaliveTimeout, PermitWithoutStream: true})}
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: grpclimits.KeepaliveTime, Timeout: grpclimits.KeepaliveTimeout, PermitWithoutStream: true}),
+		// What comes back is small results: fixed windows turn off
+		// grpc-go's bandwidth probing, a PING frame (and a write) for
+		// every burst of data received.
+		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(streamWindow)}
 	if t := p.b.opts.token; t != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token: t, insecure: p.b.opts.insecureToken}))
 	}
@@ -245,6 +249,10 @@ func (out *outStream) inFlight() int {
 	defer out.mu.Unlock()
 	return len(out.pending)
 }
+
+// streamWindow is the fixed HTTP/2 flow-control window of the broker's
+// connections and streams: a few batches of deliveries in flight.
+const streamWindow = 4 << 20
 
 // maxBatchBytes bounds a Deliveries message that carries more than one
 // delivery, well under the 4 MiB a gRPC server receives by default.
