@@ -88,14 +88,14 @@ func (preEncoded) Unmarshal(data mem.BufferSlice, v any) error {
 // the handlers held at once and the peak growth of the heap.
 func floodLarge(t *testing.T, n int, hold time.Duration, opts ...micro.Option) (maxHeld int, peakMiB int64) {
 	var mu sync.Mutex
-	held := 0
+	held, most := 0, 0 // guarded by mu: handlers may still run after a call gave up
 	srv := startServiceHook(t, memory.NewRegistry(), "greeter", func(ctx context.Context, req *pb.Request) error {
 		if len(req.GetName()) < 1<<20 {
 			return nil // the small call
 		}
 		mu.Lock()
 		held++
-		maxHeld = max(maxHeld, held)
+		most = max(most, held)
 		mu.Unlock()
 		time.Sleep(hold)
 		mu.Lock()
@@ -157,6 +157,9 @@ func floodLarge(t *testing.T, n int, hold time.Duration, opts ...micro.Option) (
 		}
 	}
 	close(stop)
+	mu.Lock()
+	maxHeld = most
+	mu.Unlock()
 	return maxHeld, (<-sampled - base) >> 20
 }
 

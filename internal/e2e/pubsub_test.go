@@ -111,6 +111,13 @@ func TestQueueMemberKilledNothingAcknowledgedLost(t *testing.T) {
 	waitCount(killedAt + 1500)
 	stop.Store(true)
 	wg.Wait()
+	// Their output is complete only once they exit: a line written just
+	// before the last acknowledgement may still be in the pipe.
+	for _, m := range members[1:] {
+		if err := m.Stop(); err != nil {
+			t.Errorf("member stopped with %v", err)
+		}
+	}
 	handled := map[string]int{}
 	for _, m := range members {
 		for _, line := range strings.Split(m.Output(), "\n") {
