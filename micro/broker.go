@@ -54,7 +54,7 @@ func (s *Service) brokerLocked() (broker.Broker, error) {
 			bo.MutualTLS = src.HasCA()
 		}
 	}
-	if !s.serving {
+	if s.address == "" { // Run has not listened yet: the server does not serve
 		srv, err := s.serverLocked()
 		if err != nil {
 			s.brkErr = err
@@ -67,6 +67,9 @@ func (s *Service) brokerLocked() (broker.Broker, error) {
 		s.brkErr = fmt.Errorf("micro: %w", s.brkErr)
 	}
 	s.ownsBroker = s.brkErr == nil
+	// The broker took the settings (and may have registered its delivery
+	// service on the server): Init must not make another one.
+	s.used = s.used || s.ownsBroker
 	return s.brk, s.brkErr
 }
 

@@ -86,10 +86,11 @@ func (s *Service) Init(opts ...InitOption) error {
 	return s.applyLocked(v)
 }
 
-// ErrInitAfterUse is returned by Init once the service has run, dialed or
-// closed: settings cannot change under connections and a server that use
-// them.
-var ErrInitAfterUse = errors.New("micro: Init after the service was used (Run, Dial, Conn or Close): call Init first")
+// ErrInitAfterUse is returned by Init once the service has run, dialed,
+// closed or made its broker: settings cannot change under connections, a
+// server and a broker that use them (a second http broker would register
+// its delivery service on the server twice).
+var ErrInitAfterUse = errors.New("micro: Init after the service was used (Run, Dial, Conn, Close, or its broker was made: Broker, micro/pubsub): call Init first")
 
 // DefineFlags defines microgrpc's flags on fs, for a program that parses
 // its flags itself before NewService (to build a listener from its own

@@ -69,13 +69,6 @@ func (s *Service) AddPart(ctx context.Context, key any, newPart func() (Part, er
 	return p, nil
 }
 
-// Part returns the part attached under key, or nil.
-func (s *Service) Part(key any) Part {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.parts[key]
-}
-
 // startParts starts every part attached so far; from then on AddPart
 // starts new ones itself.
 func (s *Service) startParts(ctx context.Context) error {

@@ -3,6 +3,7 @@ package micro_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"strings"
 	"sync"
 	"testing"
@@ -309,5 +310,21 @@ func TestSubscriberRegisteredWhileStartingSubscribesOnce(t *testing.T) {
 				t.Fatalf("%d publishes ran the handler %d times: subscribed more than once", n, got)
 			}
 		})
+	}
+}
+
+// Init after RegisterSubscriber is refused: the broker was made with the
+// settings of that moment and registered its delivery service on the
+// server; a second one would register it again (which grpc-go answers by
+// exiting the process).
+func TestInitAfterRegisterSubscriberRefused(t *testing.T) {
+	svc := micro.NewService(micro.WithName("early"), micro.WithRegistry(memory.NewRegistry()), micro.WithLogger(quietLogger))
+	defer svc.Close()
+	if err := pubsub.RegisterSubscriber("events", svc, func(context.Context, *pb.Event) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err := svc.Init(micro.WithFlagSet(flag.NewFlagSet("t", flag.ContinueOnError)), micro.WithArgs([]string{"--broker=http"}))
+	if !errors.Is(err, micro.ErrInitAfterUse) {
+		t.Fatalf("Init after RegisterSubscriber = %v, want ErrInitAfterUse", err)
 	}
 }

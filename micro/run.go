@@ -98,9 +98,6 @@ func (s *Service) Run() error {
 	s.mu.Unlock()
 
 	s.installStandardServices()
-	s.mu.Lock()
-	s.serving = true
-	s.mu.Unlock()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.server.Serve(lis) }()
 

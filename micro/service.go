@@ -85,10 +85,9 @@ type Service struct {
 	tlsErr    error
 
 	running  bool
-	serving  bool // Run has started the server: nothing more can register on it
 	closed   bool
 	used     bool   // Conn was called: options are fixed
-	address  string // advertised address while running
+	address  string // advertised address once Run listens: from then on nothing more registers on the server
 	conns    map[string]*grpc.ClientConn
 	builder  resolverBuilder
 	metaWake chan struct{}
