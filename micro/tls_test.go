@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/microgrpc/microgrpc/broker"
+	memorybroker "github.com/microgrpc/microgrpc/broker/memory"
 	"github.com/microgrpc/microgrpc/interceptors/auth"
 	"github.com/microgrpc/microgrpc/internal/certs"
 	"github.com/microgrpc/microgrpc/internal/certs/certstest"
@@ -230,6 +232,53 @@ func TestTLSPubSub(t *testing.T) {
 	case id := <-got:
 		t.Fatalf("the handler got %q from a publisher without a certificate", id)
 	default:
+	}
+}
+
+// With mutual TLS a subscription can admit only some publishers: the
+// allowed one delivers and its handler knows who it is; another service of
+// the same CA is refused with PermissionDenied and its message never
+// reaches the handler. A broker that cannot tell publishers apart refuses
+// such a subscription, so the service does not start.
+func TestTLSPubSubAllowedPublishers(t *testing.T) {
+	p := newPKI(t, "ca")
+	reg := memory.NewRegistry()
+	got := make(chan string, 10)
+	startServiceWithSetup(t, reg, "ledger", func(svc *micro.Service) {
+		if err := pubsub.RegisterSubscriber("entries", svc, func(ctx context.Context, e *pb.Event) error {
+			id, _ := auth.PeerIdentity(ctx)
+			got <- e.GetId() + " from " + id
+			return nil
+		}, pubsub.WithAllowedPublishers("spiffe://test/client")); err != nil {
+			t.Fatal(err)
+		}
+	}, withTLS(p.server))
+	allowed := newClient(t, reg, withTLS(p.client))
+	if err := pubsub.NewPublisher("entries", allowed).Publish(testCtx(t), &pb.Event{Id: "1"}); err != nil {
+		t.Fatalf("the allowed publisher: %v", err)
+	}
+	if g := <-got; g != "1 from spiffe://test/client" {
+		t.Fatalf("handler saw %q", g)
+	}
+	other := newClient(t, reg, withTLS(p.server)) // spiffe://test/greeter
+	err := pubsub.NewPublisher("entries", other).Publish(testCtx(t), &pb.Event{Id: "2"})
+	if !errors.Is(err, broker.ErrNotDelivered) || !strings.Contains(err.Error(), "PermissionDenied") {
+		t.Fatalf("a publisher not allowed: %v, want ErrNotDelivered with PermissionDenied", err)
+	}
+	select {
+	case g := <-got:
+		t.Fatalf("the handler got %q from a publisher not allowed", g)
+	default:
+	}
+
+	svc := micro.NewService(micro.WithName("open"), micro.WithAddress("127.0.0.1:0"), micro.WithRegistry(memory.NewRegistry()),
+		micro.WithBroker(memorybroker.NewBroker()), micro.WithSignal(false), micro.WithLogger(quietLogger))
+	if err := pubsub.RegisterSubscriber("entries", svc, func(context.Context, *pb.Event) error { return nil },
+		pubsub.WithAllowedPublishers("spiffe://test/client")); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Run(); !errors.Is(err, broker.ErrPublisherIdentity) {
+		t.Fatalf("Run with AllowedPublishers on the memory broker = %v, want ErrPublisherIdentity", err)
 	}
 }
 

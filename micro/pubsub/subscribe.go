@@ -45,7 +45,8 @@ func WithEphemeral() SubscriberOption { return func(o *subscriberOptions) { o.ep
 // identities (auth.PeerIdentity of their client certificates: a URI SAN
 // such as spiffe://example.org/billing, else a DNS SAN, else the CN).
 // It needs the http broker with mutual TLS (--tls_ca_file), which knows
-// who delivers; RegisterSubscriber fails with any other setup. A
+// who delivers; every other broker refuses the subscription when it
+// starts (broker.ErrPublisherIdentity), so Run fails. A
 // publisher not on the list gets PERMISSION_DENIED, and its Publish fails.
 func WithAllowedPublishers(ids ...string) SubscriberOption {
 	return func(o *subscriberOptions) { o.allowPublishers = append(o.allowPublishers, ids...) }
@@ -87,12 +88,8 @@ func RegisterSubscriber(topic string, svc *micro.Service, handler any, opts ...S
 	for _, opt := range opts {
 		opt(&sub.opts)
 	}
-	b, err := svc.Broker()
-	if err != nil {
+	if _, err := svc.Broker(); err != nil {
 		return err
-	}
-	if len(sub.opts.allowPublishers) > 0 && b.String() != "http" {
-		return fmt.Errorf("pubsub: subscription to %q: %w (the broker is %s)", topic, broker.ErrPublisherIdentity, b)
 	}
 	ctx := context.Background()
 	p, err := svc.AddPart(ctx, partKey{}, func() (micro.Part, error) { return &part{svc: svc}, nil })
