@@ -32,8 +32,10 @@ const (
 	// DefaultMaxUnanswered bounds the deliveries one publisher's stream
 	// has in a subscriber node without their results sent back; beyond it
 	// the node stops reading the stream, and gRPC's flow control holds
-	// the publisher back.
-	DefaultMaxUnanswered = 4096
+	// the publisher back. It also bounds what a publisher that stops
+	// reading its results makes the node hold for it: that many small
+	// results, until its stream ends.
+	DefaultMaxUnanswered = 1024
 )
 
 type options struct {
