@@ -17,6 +17,9 @@ type callState struct {
 	node     string
 	version  string
 	metadata [][2]string
+	// stream: the call is a stream, whose length says nothing of the
+	// node's latency (load.go).
+	stream bool
 
 	mu    sync.Mutex
 	tried []string // node ids picked by earlier attempts
@@ -133,6 +136,7 @@ func UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 func StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		ctx, cs := withCallState(ctx, opts)
+		cs.stream = true
 		s, err := streamer(ctx, desc, cc, method, opts...)
 		if err != nil {
 			cs.misserved(err, method)

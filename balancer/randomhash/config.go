@@ -25,7 +25,8 @@ const (
 //	    "baseEjectionTime": "1s",      // first cool-down; doubles while the node keeps failing
 //	    "maxEjectionTime": "30s",      // cap of the cool-down
 //	    "serviceHealthCheck": true,    // also check the health name each node's record gives
-//	    "subsetSize": 32               // of a larger service, connect to this many nodes; 0: to all
+//	    "subsetSize": 32,              // of a larger service, connect to this many nodes; 0: to all
+//	    "pick": "least_loaded"         // or "random": a uniformly random node (see load.go)
 //	}}]}
 type lbConfig struct {
 	serviceconfig.LoadBalancingConfig `json:"-"`
@@ -42,11 +43,15 @@ type lbConfig struct {
 	// SubsetSize bounds the nodes of a service one client connects to
 	// (subset.go); absent: DefaultSubsetSize; 0: all of them.
 	SubsetSize *uint32 `json:"subsetSize,omitempty"`
+	// Pick is how a call without a hash key chooses among the nodes it
+	// may use: PickLeastLoaded (absent: the default) or PickRandom.
+	Pick string `json:"pick,omitempty"`
 
 	subsetSize    int
 	threshold     uint32
 	base, max     time.Duration
 	serviceHealth bool
+	leastLoaded   bool
 }
 
 func parseConfig(js json.RawMessage) (*lbConfig, error) {
@@ -57,6 +62,13 @@ func parseConfig(js json.RawMessage) (*lbConfig, error) {
 		}
 	}
 	cfg.serviceHealth = cfg.ServiceHealthCheck
+	switch cfg.Pick {
+	case "", PickLeastLoaded:
+		cfg.leastLoaded = true
+	case PickRandom:
+	default:
+		return nil, fmt.Errorf("randomhash: pick %q: want %q or %q", cfg.Pick, PickLeastLoaded, PickRandom)
+	}
 	cfg.subsetSize = DefaultSubsetSize
 	if cfg.SubsetSize != nil {
 		cfg.subsetSize = int(*cfg.SubsetSize)

@@ -45,7 +45,7 @@ func TestServiceHealthNameGatesNodes(t *testing.T) {
 		Nodes: []resolver.Node{{ID: "plain", Address: plain.addr}}}); err != nil {
 		t.Fatal(err)
 	}
-	c := f.client()
+	c := f.client(randomhash.WithPick(randomhash.PickRandom)) // both must get calls
 	waitAll(t, c, "good", "plain")
 	got := calls(t, c, 200)
 	if got["stale"] != 0 || got["good"] == 0 || got["plain"] == 0 {

@@ -117,9 +117,16 @@ func (b *rhBalancer) newPicker(states []endpointsharding.ChildState) *picker {
 // answers either, the deadline is the caller's (too short for the work),
 // not the node's. A cancelled call says nothing about the node.
 func record(o *outlier, cfg *lbConfig, di balancer.DoneInfo) {
+	recordAt(o, cfg, di, time.Time{})
+}
+
+// recordAt is record with the time of the outcome when the caller has
+// read it already (zero: not read); reading the clock is a good part of
+// a pick's cost.
+func recordAt(o *outlier, cfg *lbConfig, di balancer.DoneInfo, now time.Time) {
 	switch status.Code(di.Err) {
 	case codes.OK:
-		o.success()
+		o.success(now)
 	case codes.Unavailable:
 		o.failure(cfg, false)
 	case codes.DeadlineExceeded:
@@ -131,11 +138,11 @@ func record(o *outlier, cfg *lbConfig, di balancer.DoneInfo) {
 		// A node without the service (misserve.go) has not answered;
 		// any other Unimplemented is an answer.
 		if !strings.HasPrefix(status.Convert(di.Err).Message(), unknownServicePrefix) {
-			o.success()
+			o.success(now)
 		}
 	default:
 		// The node answered (with an application error): it is alive.
-		o.success()
+		o.success(now)
 	}
 }
 
@@ -163,7 +170,16 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		now = timeNow()
 	}
 	if !checkEjected && (cs == nil || cs.plain()) {
-		return p.pickFrom(p.ready[randIntN(len(p.ready))], cs, info)
+		n := len(p.ready)
+		if !p.cfg.leastLoaded || n == 1 {
+			return p.pickFrom(p.ready[randIntN(n)], cs, info, 0)
+		}
+		i, j := randIntN(n), randIntN(n-1)
+		if j >= i {
+			j++
+		}
+		at := timeNow().UnixNano()
+		return p.pickFrom(lessLoaded(p.ready[i], p.ready[j], at), cs, info, at)
 	}
 	q := query{cs: cs, checkEjected: checkEjected, now: now}
 	if cs != nil {
@@ -185,7 +201,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 				}
 				return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 			}
-			return p.pickFrom(c, cs, info)
+			return p.pickFrom(c, cs, info, q.at)
 		}
 	}
 	// Only a filter can leave nothing to choose.
@@ -219,6 +235,7 @@ type query struct {
 	tried        []string
 	checkEjected bool
 	now          time.Time
+	at           int64 // unix nanoseconds of a least-loaded draw; 0: none yet
 }
 
 func (q *query) eligible(c *child, level int) bool {
@@ -278,7 +295,21 @@ func (p *picker) choose(q *query, level int) *child {
 	if n == 0 {
 		return nil
 	}
-	k := randIntN(n)
+	if !p.cfg.leastLoaded || n == 1 {
+		return p.nthEligible(q, level, randIntN(n))
+	}
+	i, j := randIntN(n), randIntN(n-1)
+	if j >= i {
+		j++
+	}
+	if q.at == 0 {
+		q.at = timeNow().UnixNano()
+	}
+	return lessLoaded(p.nthEligible(q, level, i), p.nthEligible(q, level, j), q.at)
+}
+
+// nthEligible returns the k-th (from 0) eligible ready child at level.
+func (p *picker) nthEligible(q *query, level, k int) *child {
 	for _, c := range p.ready {
 		if q.eligible(c, level) {
 			if k == 0 {
@@ -332,10 +363,25 @@ func matches(c *child, cs *callState) bool {
 	return true
 }
 
-func (p *picker) pickFrom(c *child, cs *callState, info balancer.PickInfo) (balancer.PickResult, error) {
+// pickFrom picks c's connection. at is the time of the least-loaded draw
+// that chose c (0: none, and with least-loaded picks it is read here).
+func (p *picker) pickFrom(c *child, cs *callState, info balancer.PickInfo, at int64) (balancer.PickResult, error) {
 	res, err := c.picker.Pick(info)
 	if err != nil {
 		return res, err
+	}
+	if p.cfg.leastLoaded {
+		if at == 0 {
+			at = timeNow().UnixNano()
+		}
+		if cs != nil {
+			cs.addTried(c.id, c.outlier)
+			if cs.hasKey && p.outside != nil && !c.outlier.keyed.Load() {
+				c.outlier.keyed.Store(true)
+			}
+		}
+		res.Done = newLoadDone(c.outlier, p.cfg, at, cs != nil && cs.stream, res.Done)
+		return res, nil
 	}
 	if cs != nil {
 		cs.addTried(c.id, c.outlier)

@@ -61,9 +61,11 @@ func BenchmarkPick(b *testing.B) {
 					if cs != nil {
 						cs.tried = cs.tried[:0] // a new call on the same state
 					}
-					if _, err := p.Pick(info); err != nil {
+					res, err := p.Pick(info)
+					if err != nil {
 						b.Fatal(err)
 					}
+					res.Done(balancer.DoneInfo{})
 				}
 			})
 		}
@@ -83,9 +85,11 @@ func TestPickAllocatesNothing(t *testing.T) {
 		allocs := testing.AllocsPerRun(1000, func() {
 			cs.tried = cs.tried[:0]
 			node.tried = node.tried[:0]
-			if _, err := p.Pick(info); err != nil {
+			res, err := p.Pick(info)
+			if err != nil {
 				t.Fatal(err)
 			}
+			res.Done(balancer.DoneInfo{}) // gives the pick's Done back to its pool
 		})
 		if allocs != 0 {
 			t.Errorf("%s pick allocates %.1f times", name, allocs)

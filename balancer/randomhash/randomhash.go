@@ -332,6 +332,8 @@ type outlier struct {
 	// newer ejection stored meanwhile, and a failure cannot count a node
 	// pruned meanwhile.
 	state atomic.Int64
+	// load is the node's load for least-loaded picks (load.go).
+	load nodeLoad
 }
 
 const (
@@ -370,10 +372,14 @@ func (o *outlier) isEjected(now time.Time) bool {
 	return false
 }
 
-func (o *outlier) success() {
-	o.lastAnswer.Store(timeNow().UnixNano())
+// success counts an answer at now (zero: read the clock).
+func (o *outlier) success(now time.Time) {
+	if now.IsZero() {
+		now = timeNow()
+	}
+	o.lastAnswer.Store(now.UnixNano())
 	o.consecutive.Store(0)
-	if o.state.Load()&^stFlags != 0 && !o.isEjected(timeNow()) {
+	if o.state.Load()&^stFlags != 0 && !o.isEjected(now) {
 		o.ejections.Store(0)
 	}
 }

@@ -24,7 +24,7 @@ func TestUniformDistributionChiSquare(t *testing.T) {
 	for _, id := range ids(5) {
 		f.add(id, "", nil)
 	}
-	c := f.client()
+	c := f.client(randomhash.WithPick(randomhash.PickRandom))
 	waitAll(t, c, ids(5)...)
 	counts := map[string]int{}
 	const calls = 10000
@@ -276,7 +276,7 @@ func TestFilters(t *testing.T) {
 	f.add("v1a", "v1", map[string]string{"zone": "a"})
 	f.add("v1b", "v1", map[string]string{"zone": "b"})
 	f.add("v2a", "v2", map[string]string{"zone": "a"})
-	c := f.client()
+	c := f.client(randomhash.WithPick(randomhash.PickRandom)) // every matching node must get calls
 	waitAll(t, c, "v1a", "v1b", "v2a")
 	tests := []struct {
 		name string

@@ -81,6 +81,13 @@ func WithSubsetSize(n uint32) ConfigOption {
 	return func(o *scOptions) { o.lb["subsetSize"] = n }
 }
 
+// WithPick sets how a call without a hash key chooses its node:
+// PickLeastLoaded (the default), the less loaded of two drawn at random,
+// or PickRandom, a uniformly random one.
+func WithPick(mode string) ConfigOption {
+	return func(o *scOptions) { o.lb["pick"] = mode }
+}
+
 // ServiceConfig returns a service config JSON like DefaultServiceConfig,
 // changed by opts.
 func ServiceConfig(opts ...ConfigOption) string {
