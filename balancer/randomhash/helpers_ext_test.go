@@ -51,12 +51,12 @@ func (b *backend) count() int {
 }
 
 type fleet struct {
-	t        *testing.T
+	t        testing.TB
 	reg      resolver.Registry
 	backends map[string]*backend
 }
 
-func newFleet(t *testing.T) *fleet {
+func newFleet(t testing.TB) *fleet {
 	return &fleet{t: t, reg: memory.NewRegistry(), backends: map[string]*backend{}}
 }
 
@@ -158,7 +158,7 @@ func (f *fleet) conn(opts ...randomhash.ConfigOption) *grpc.ClientConn {
 
 // waitAll calls until every backend in ids has answered, so that all are
 // READY before a measurement starts.
-func waitAll(t *testing.T, c pb.GreeterClient, ids ...string) {
+func waitAll(t testing.TB, c pb.GreeterClient, ids ...string) {
 	t.Helper()
 	seen := map[string]bool{}
 	c2 := ctx(t)
@@ -186,7 +186,7 @@ func reached(t *testing.T, c pb.GreeterClient, n int) map[string]bool {
 	return seen
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
 	t.Cleanup(cancel)
 	return c

@@ -20,7 +20,7 @@ import (
 
 // deadAddr is a loopback address nothing listens on: connections to it
 // are refused.
-func deadAddr(t *testing.T) string {
+func deadAddr(t testing.TB) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
