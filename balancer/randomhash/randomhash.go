@@ -1,7 +1,8 @@
 // Package randomhash is go-micro's selector as a gRPC load-balancing
-// policy, registered under [Name] ("random_hash"): each call goes to a node
-// chosen uniformly at random among the READY ones, or by rendezvous hash of
-// a key ([WithHashKey]); a retry avoids the nodes that already failed the
+// policy, registered under [Name] ("random_hash"): each call goes to the
+// less loaded of two nodes drawn at random among the READY ones (calls in
+// flight times latency, see load.go; [PickRandom] draws one, uniformly), or
+// by rendezvous hash of a key ([WithHashKey]); a retry avoids the nodes that already failed the
 // call; a node that keeps failing with UNAVAILABLE, or keeps missing
 // deadlines while other nodes answer (a frozen process), is ejected for a
 // growing cool-down; a node that answers that it lacks the called service
