@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // pickCounts makes n plain picks on p and counts them by node; done, when
@@ -43,9 +45,9 @@ func TestLeastLoadedAvoidsNodeWhoseCallsDoNotReturn(t *testing.T) {
 		res.Done(balancer.DoneInfo{})
 	})
 	// node-0 wins draws only until its calls in flight outweigh the
-	// others' latency: a handful.
-	if got["node-0"] > 5 {
-		t.Fatalf("picks %v: the frozen node got %d calls, want at most 5", got, got["node-0"])
+	// others' latency: a handful, where a uniform pick sends it 1,000.
+	if got["node-0"] > 20 {
+		t.Fatalf("picks %v: the frozen node got %d calls, want at most 20", got, got["node-0"])
 	}
 	if got["node-1"] < 1000 || got["node-2"] < 1000 {
 		t.Fatalf("picks %v: the answering nodes should share the calls", got)
@@ -160,5 +162,26 @@ func TestParsePick(t *testing.T) {
 	}
 	if _, err := parseConfig([]byte(`{"pick":"fastest"}`)); err == nil {
 		t.Error(`parseConfig({"pick":"fastest"}) accepted an unknown mode`)
+	}
+}
+
+// A node that sheds load (interceptors/shed's refusal) is alive: its
+// refusals never eject it, while other UNAVAILABLE answers do.
+func TestShedRefusalDoesNotEject(t *testing.T) {
+	useFakeClock(t)
+	p := testPicker(1)
+	o := p.b.outliers["node-0"]
+	shed := balancer.DoneInfo{Err: status.Error(codes.Unavailable, shedPrefix+": 12 calls in flight")}
+	for range 10 {
+		recordAt(o, p.cfg, shed, time.Time{})
+	}
+	if o.isEjected(timeNow()) {
+		t.Fatal("ten shed refusals ejected the node")
+	}
+	for range 10 {
+		recordAt(o, p.cfg, balancer.DoneInfo{Err: status.Error(codes.Unavailable, "connection refused")}, time.Time{})
+	}
+	if !o.isEjected(timeNow()) {
+		t.Fatal("ten UNAVAILABLE failures did not eject the node: the test proves nothing")
 	}
 }

@@ -128,6 +128,12 @@ func recordAt(o *outlier, cfg *lbConfig, di balancer.DoneInfo, now time.Time) {
 	case codes.OK:
 		o.success(now)
 	case codes.Unavailable:
+		if strings.HasPrefix(status.Convert(di.Err).Message(), shedPrefix) {
+			// The node is alive and refused the call for load: no
+			// reason to eject it (under overload every node would be),
+			// while least-loaded picks see it as loaded (load.go).
+			return
+		}
 		o.failure(cfg, false)
 	case codes.DeadlineExceeded:
 		if o.b.othersAnswer(o, timeNow()) {
@@ -145,6 +151,10 @@ func recordAt(o *outlier, cfg *lbConfig, di balancer.DoneInfo, now time.Time) {
 		o.success(now)
 	}
 }
+
+// shedPrefix starts the refusal of a node that sheds load: package
+// interceptors/shed's RefusedMessage, which its tests check against this.
+const shedPrefix = "shed: node overloaded"
 
 // Relaxation levels: a pick first looks for a node that matches the
 // filters, has not been tried by this call and is not ejected; failing
