@@ -168,6 +168,14 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 	} else if ok {
 		o.brokerInsecureToken = b
 	}
+	if b, ok, err := v.Bool(envconfig.ServerLoadShedding); err != nil {
+		return fmt.Errorf("micro: init: %w", err)
+	} else if ok {
+		if s.server != nil && s.ownsServer() && b != o.loadShedding {
+			return fmt.Errorf("micro: init: -%s given after Server() made the gRPC server: call Init first", envconfig.ServerLoadShedding.Flag)
+		}
+		o.loadShedding = b
+	}
 	if n, ok, err := v.Int(envconfig.ClientRetries); err != nil {
 		return fmt.Errorf("micro: init: %w", err)
 	} else if ok {

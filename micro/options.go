@@ -71,6 +71,7 @@ type options struct {
 	signal                 bool
 	health, reflection     bool
 	strictCodec            bool
+	loadShedding           bool
 	resolverGracePeriod    time.Duration
 	requestTimeout         time.Duration
 	retries                *int // nil: the balancer's default
@@ -101,6 +102,7 @@ func defaultOptions() options {
 		health:              true,
 		reflection:          true,
 		strictCodec:         true,
+		loadShedding:        true,
 		resolverGracePeriod: resolver.DefaultGracePeriod,
 		keepalive:           DefaultClientKeepalive(),
 		requestMemory:       DefaultMaxRequestMemory,
@@ -291,6 +293,16 @@ func WithReflection(on bool) Option { return func(o *options) { o.reflection = o
 // (default on): a call whose content-subtype has no registered codec is
 // answered with Unimplemented instead of being decoded as protobuf.
 func WithStrictCodec(on bool) Option { return func(o *options) { o.strictCodec = on } }
+
+// WithLoadShedding turns adaptive load shedding of the service's own server
+// on or off (default on; setting server_load_shedding). When the unary
+// calls in flight reach an adaptive limit (interceptors/shed), a new call
+// is refused at once with Unavailable and a pushback of 0, so that the
+// client retries it on another node instead of queueing here; health and
+// reflection are never shed, streams are not. The limiter is the outermost
+// server interceptor. A server given with WithGRPCServer is the program's:
+// pass it shed.ServerOptions() there.
+func WithLoadShedding(on bool) Option { return func(o *options) { o.loadShedding = on } }
 
 // WithResolverGracePeriod sets how long Dial's resolver keeps the last good
 // node list when the registry fails or the list goes empty.

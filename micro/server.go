@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/microgrpc/microgrpc/codec"
+	"github.com/microgrpc/microgrpc/interceptors/shed"
 	"github.com/microgrpc/microgrpc/internal/grpclimits"
 	"github.com/microgrpc/microgrpc/internal/reqmem"
 	"github.com/microgrpc/microgrpc/resolver"
@@ -43,6 +44,12 @@ func (s *Service) serverOptionsLocked() ([]grpc.ServerOption, error) {
 	}
 	opts = append(opts, s.opts.serverOpts...)
 	unary, stream := s.opts.unaryServer, s.opts.streamServer
+	if s.opts.loadShedding {
+		// Outermost, so that a refused call costs no other interceptor.
+		l := shed.New()
+		unary = append([]grpc.UnaryServerInterceptor{l.UnaryServerInterceptor()}, unary...)
+		stream = append([]grpc.StreamServerInterceptor{l.StreamServerInterceptor()}, stream...)
+	}
 	if len(unary) > 0 {
 		opts = append(opts, grpc.ChainUnaryInterceptor(unary...))
 	}

@@ -47,6 +47,7 @@ var (
 	ServerAddress        = Setting{"server_address", "MICRO_SERVER_ADDRESS", "address to listen on, e.g. :8080", ":0, any free port on every interface"}
 	ServerAdvertise      = Setting{"server_advertise", "MICRO_SERVER_ADVERTISE", "address announced in the registry", "the listener's, with a routable IP"}
 	ServerMetadata       = Setting{"server_metadata", "MICRO_SERVER_METADATA", "node metadata as k=v pairs, comma-separated", "none"}
+	ServerLoadShedding   = Setting{"server_load_shedding", "MICRO_SERVER_LOAD_SHEDDING", "false turns off adaptive load shedding: refusing new calls at once, for a retry on another node, when the calls in flight reach an adaptive limit", "true"}
 	RegisterTTL          = Setting{"register_ttl", "MICRO_REGISTER_TTL", "registration TTL (duration, or whole seconds)", "30s"}
 	RegisterInterval     = Setting{"register_interval", "MICRO_REGISTER_INTERVAL", "re-registration interval (duration, or whole seconds)", "10s"}
 	ClientRequestTimeout = Setting{"client_request_timeout", "MICRO_CLIENT_REQUEST_TIMEOUT", "default timeout of client calls (duration, or whole seconds)", "none: the caller's context"}
@@ -63,7 +64,7 @@ var CommandLogLevel = Setting{"", "MICRO_LOG_LEVEL", "how much the micro command
 // All is every setting.
 var All = []Setting{
 	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress, BrokerToken, BrokerInsecureToken, BrokerAckWait, BrokerReplicas,
-	ServerName, ServerVersion, ServerID, ServerAddress, ServerAdvertise, ServerMetadata,
+	ServerName, ServerVersion, ServerID, ServerAddress, ServerAdvertise, ServerMetadata, ServerLoadShedding,
 	RegisterTTL, RegisterInterval, ClientRequestTimeout, ClientRetries,
 	TLSCertFile, TLSKeyFile, TLSCAFile,
 }
