@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/microgrpc/microgrpc/balancer/randomhash"
+	"github.com/microgrpc/microgrpc/interceptors/throttle"
 	"github.com/microgrpc/microgrpc/interceptors/timeout"
 	"github.com/microgrpc/microgrpc/resolver"
 )
@@ -102,6 +103,13 @@ func (s *Service) dialOptionsLocked() ([]grpc.DialOption, error) {
 	opts = append(opts, s.opts.dialOpts...)
 	var unary []grpc.UnaryClientInterceptor
 	var stream []grpc.StreamClientInterceptor
+	if s.opts.throttling {
+		// Outermost: it sees a call's final outcome, after retries, and
+		// the default request timeout's expiry as the service's.
+		t := throttle.New()
+		unary = append(unary, t.UnaryClientInterceptor())
+		stream = append(stream, t.StreamClientInterceptor())
+	}
 	if s.opts.requestTimeout > 0 {
 		unary = append(unary, timeout.UnaryClientInterceptor(s.opts.requestTimeout))
 		stream = append(stream, timeout.StreamClientInterceptor(s.opts.requestTimeout))

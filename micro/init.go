@@ -176,6 +176,11 @@ func (s *Service) applyLocked(v envconfig.Values) error {
 		}
 		o.loadShedding = b
 	}
+	if b, ok, err := v.Bool(envconfig.ClientThrottling); err != nil {
+		return fmt.Errorf("micro: init: %w", err)
+	} else if ok {
+		o.throttling = b
+	}
 	if n, ok, err := v.Int(envconfig.ClientRetries); err != nil {
 		return fmt.Errorf("micro: init: %w", err)
 	} else if ok {

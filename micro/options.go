@@ -72,6 +72,7 @@ type options struct {
 	health, reflection     bool
 	strictCodec            bool
 	loadShedding           bool
+	throttling             bool
 	resolverGracePeriod    time.Duration
 	requestTimeout         time.Duration
 	retries                *int // nil: the balancer's default
@@ -103,6 +104,7 @@ func defaultOptions() options {
 		reflection:          true,
 		strictCodec:         true,
 		loadShedding:        true,
+		throttling:          true,
 		resolverGracePeriod: resolver.DefaultGracePeriod,
 		keepalive:           DefaultClientKeepalive(),
 		requestMemory:       DefaultMaxRequestMemory,
@@ -303,6 +305,15 @@ func WithStrictCodec(on bool) Option { return func(o *options) { o.strictCodec =
 // server interceptor. A server given with WithGRPCServer is the program's:
 // pass it shed.ServerOptions() there.
 func WithLoadShedding(on bool) Option { return func(o *options) { o.loadShedding = on } }
+
+// WithThrottling turns client-side adaptive throttling of Dial's
+// connections on or off (default on; setting client_throttling): while a
+// service refuses most of a client's recent calls (UNAVAILABLE,
+// RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED after retries), the client refuses
+// some new ones itself, at once, with the probability of Google's SRE
+// formula (interceptors/throttle). Each Dial has its own, outermost of the
+// client interceptors.
+func WithThrottling(on bool) Option { return func(o *options) { o.throttling = on } }
 
 // WithResolverGracePeriod sets how long Dial's resolver keeps the last good
 // node list when the registry fails or the list goes empty.

@@ -185,3 +185,11 @@ func TestRetriedOnAnotherNode(t *testing.T) {
 	}
 	t.Logf("small node served %d and refused %d; big node served %d", small.hits.Load(), refused, big.hits.Load())
 }
+
+// balancer/randomhash recognises refusals by this text (its shedPrefix)
+// and does not eject a node for them: the two must not drift apart.
+func TestRefusedMessageIsWhatTheBalancerKnows(t *testing.T) {
+	if shed.RefusedMessage != "shed: node overloaded" {
+		t.Fatalf("RefusedMessage %q: change balancer/randomhash's shedPrefix with it", shed.RefusedMessage)
+	}
+}

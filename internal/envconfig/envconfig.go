@@ -51,6 +51,7 @@ var (
 	RegisterTTL          = Setting{"register_ttl", "MICRO_REGISTER_TTL", "registration TTL (duration, or whole seconds)", "30s"}
 	RegisterInterval     = Setting{"register_interval", "MICRO_REGISTER_INTERVAL", "re-registration interval (duration, or whole seconds)", "10s"}
 	ClientRequestTimeout = Setting{"client_request_timeout", "MICRO_CLIENT_REQUEST_TIMEOUT", "default timeout of client calls (duration, or whole seconds)", "none: the caller's context"}
+	ClientThrottling     = Setting{"client_throttling", "MICRO_CLIENT_THROTTLING", "false turns off client-side adaptive throttling: refusing some calls locally while a service refuses most of them", "true"}
 	ClientRetries        = Setting{"client_retries", "MICRO_CLIENT_RETRIES", "retries of a failed call on another node (0 turns retries off)", "2"}
 	TLSCertFile          = Setting{"tls_cert_file", "MICRO_TLS_CERT_FILE", "PEM certificate the service serves and presents as a client; turns TLS on", "none: plaintext"}
 	TLSKeyFile           = Setting{"tls_key_file", "MICRO_TLS_KEY_FILE", "PEM key of the certificate", "none"}
@@ -65,7 +66,7 @@ var CommandLogLevel = Setting{"", "MICRO_LOG_LEVEL", "how much the micro command
 var All = []Setting{
 	Registry, RegistryAddress, MDNSInterfaces, Broker, BrokerAddress, BrokerToken, BrokerInsecureToken, BrokerAckWait, BrokerReplicas,
 	ServerName, ServerVersion, ServerID, ServerAddress, ServerAdvertise, ServerMetadata, ServerLoadShedding,
-	RegisterTTL, RegisterInterval, ClientRequestTimeout, ClientRetries,
+	RegisterTTL, RegisterInterval, ClientRequestTimeout, ClientRetries, ClientThrottling,
 	TLSCertFile, TLSKeyFile, TLSCAFile,
 }
 
