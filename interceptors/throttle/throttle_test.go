@@ -55,6 +55,15 @@ func (b *backend) invoke(ctx context.Context, _ string, _, _ any, _ *grpc.Client
 	return nil
 }
 
+// newTest returns a Throttle on a fake clock and a backend answering code.
+func newTest(code codes.Code) (*Throttle, *fakeClock, *backend) {
+	clock := &fakeClock{}
+	clock.advance(time.Hour)
+	b := &backend{}
+	b.code.Store(uint32(code))
+	return New(WithClock(clock.now)), clock, b
+}
+
 // run makes n calls a millisecond apart and returns how many were refused
 // locally.
 func run(t *testing.T, th *Throttle, clock *fakeClock, b *backend, n int) (local int) {
@@ -73,11 +82,7 @@ func run(t *testing.T, th *Throttle, clock *fakeClock, b *backend, n int) (local
 // A backend that refuses everything gets ever fewer calls: the client
 // refuses them itself at about the formula's rate.
 func TestThrottlesAFailingBackend(t *testing.T) {
-	clock := &fakeClock{}
-	clock.advance(time.Hour)
-	th := New(WithClock(clock.now))
-	b := &backend{}
-	b.code.Store(uint32(codes.Unavailable))
+	th, clock, b := newTest(codes.Unavailable)
 	local := run(t, th, clock, b, 2000)
 	if local < 1500 {
 		t.Fatalf("refused %d of 2000 calls locally, backend got %d: want most refused", local, b.calls.Load())
@@ -91,11 +96,7 @@ func TestThrottlesAFailingBackend(t *testing.T) {
 // window, although it refused many calls locally meanwhile (local
 // refusals are not counted as failures).
 func TestThrottlingEndsAfterRecovery(t *testing.T) {
-	clock := &fakeClock{}
-	clock.advance(time.Hour)
-	th := New(WithClock(clock.now))
-	b := &backend{}
-	b.code.Store(uint32(codes.Unavailable))
+	th, clock, b := newTest(codes.Unavailable)
 	if local := run(t, th, clock, b, 3000); local < 2000 {
 		t.Fatalf("refused only %d of 3000 locally while the backend was down", local)
 	}
@@ -110,11 +111,7 @@ func TestThrottlingEndsAfterRecovery(t *testing.T) {
 // Application errors are answers; cancellations and callers' own
 // deadlines are not counted at all.
 func TestWhatCounts(t *testing.T) {
-	clock := &fakeClock{}
-	clock.advance(time.Hour)
-	th := New(WithClock(clock.now))
-	b := &backend{}
-	b.code.Store(uint32(codes.NotFound))
+	th, clock, b := newTest(codes.NotFound)
 	if local := run(t, th, clock, b, 1000); local != 0 || th.Probability() != 0 {
 		t.Fatalf("NotFound answers throttled: %d local refusals, probability %.2f", local, th.Probability())
 	}
