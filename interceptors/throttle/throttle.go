@@ -42,9 +42,6 @@ func WithWindow(d time.Duration) Option {
 // WithClock sets the clock (default time.Now), for tests.
 func WithClock(now func() time.Time) Option { return func(t *Throttle) { t.now = now } }
 
-// withRand sets the random source, for tests.
-func withRand(f func() float64) Option { return func(t *Throttle) { t.rand = f } }
-
 // Throttle counts one service's answers and refuses calls locally while
 // the service refuses most of them. Make one with New; it is safe for
 // concurrent use.
@@ -55,8 +52,9 @@ type Throttle struct {
 	rand   func() float64
 
 	mu      sync.Mutex
+	// buckets[n%DefaultBuckets] holds the counts of bucket number n
+	// (time / bucket) while its at is n.
 	buckets [DefaultBuckets]counts
-	current int64 // the bucket number (time / bucket) of buckets[current%len]
 }
 
 type counts struct {
