@@ -51,7 +51,7 @@ type Throttle struct {
 	now    func() time.Time
 	rand   func() float64
 
-	mu      sync.Mutex
+	mu sync.Mutex
 	// buckets[n%DefaultBuckets] holds the counts of bucket number n
 	// (time / bucket) while its at is n.
 	buckets [DefaultBuckets]counts
