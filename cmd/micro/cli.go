@@ -146,7 +146,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // every program of microgrpc accepts them, and change nothing here.
 var shownSettings = []envconfig.Setting{
 	envconfig.Registry, envconfig.RegistryAddress, envconfig.MDNSInterfaces,
-	envconfig.Broker, envconfig.BrokerAddress, envconfig.ClientRequestTimeout, envconfig.ClientRetries,
+	envconfig.Broker, envconfig.BrokerAddress, envconfig.ClientRequestTimeout, envconfig.ClientRetries, envconfig.ClientThrottling,
 }
 
 func (c *cmdline) printHelp(w io.Writer) {
