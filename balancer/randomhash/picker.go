@@ -184,10 +184,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		if !p.cfg.leastLoaded || n == 1 {
 			return p.pickFrom(p.ready[randIntN(n)], cs, info, 0)
 		}
-		i, j := randIntN(n), randIntN(n-1)
-		if j >= i {
-			j++
-		}
+		i, j := drawTwo(n)
 		at := timeNow().UnixNano()
 		return p.pickFrom(lessLoaded(p.ready[i], p.ready[j], at), cs, info, at)
 	}
@@ -308,14 +305,24 @@ func (p *picker) choose(q *query, level int) *child {
 	if !p.cfg.leastLoaded || n == 1 {
 		return p.nthEligible(q, level, randIntN(n))
 	}
-	i, j := randIntN(n), randIntN(n-1)
+	i, j := drawTwo(n)
+	if q.at == 0 {
+		if q.checkEjected {
+			q.at = q.now.UnixNano() // read for the ejection checks already
+		} else {
+			q.at = timeNow().UnixNano()
+		}
+	}
+	return lessLoaded(p.nthEligible(q, level, i), p.nthEligible(q, level, j), q.at)
+}
+
+// drawTwo returns two different random indexes below n (n >= 2).
+func drawTwo(n int) (i, j int) {
+	i, j = randIntN(n), randIntN(n-1)
 	if j >= i {
 		j++
 	}
-	if q.at == 0 {
-		q.at = timeNow().UnixNano()
-	}
-	return lessLoaded(p.nthEligible(q, level, i), p.nthEligible(q, level, j), q.at)
+	return i, j
 }
 
 // nthEligible returns the k-th (from 0) eligible ready child at level.
@@ -380,24 +387,18 @@ func (p *picker) pickFrom(c *child, cs *callState, info balancer.PickInfo, at in
 	if err != nil {
 		return res, err
 	}
-	if p.cfg.leastLoaded {
-		if at == 0 {
-			at = timeNow().UnixNano()
-		}
-		if cs != nil {
-			cs.addTried(c.id, c.outlier)
-			if cs.hasKey && p.outside != nil && !c.outlier.keyed.Load() {
-				c.outlier.keyed.Store(true)
-			}
-		}
-		res.Done = newLoadDone(c.outlier, p.cfg, at, cs != nil && cs.stream, res.Done)
-		return res, nil
-	}
 	if cs != nil {
 		cs.addTried(c.id, c.outlier)
 		if cs.hasKey && p.outside != nil && !c.outlier.keyed.Load() {
 			c.outlier.keyed.Store(true) // the key's node stays in the subset
 		}
+	}
+	if p.cfg.leastLoaded {
+		if at == 0 {
+			at = timeNow().UnixNano()
+		}
+		res.Done = newLoadDone(c.outlier, p.cfg, at, cs != nil && cs.stream, res.Done)
+		return res, nil
 	}
 	if res.Done == nil {
 		res.Done = c.done
